@@ -1,0 +1,70 @@
+"""The ``fsgen`` command: one argparse group, each subcommand a thin call into the library.
+
+Every subcommand lives in ``fsgen_hub/commands/<name>.py`` and exposes
+``register(subparsers) -> argparse.ArgumentParser`` whose parser has ``func=run`` set as default,
+where ``run(args) -> int``. Modules are imported only when listed here, so a missing optional
+piece does not break the other commands.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from fsgen_hub import __version__
+from fsgen_hub.errors import FsgenError
+
+COMMAND_MODULES = [
+    "sample", "convert", "zoo",        # generator zoo
+    "adapt", "train", "methods",        # trainer
+    "evaluate",                         # metrics
+    "push",                             # publishing
+    "demo",                             # Gradio app
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fsgen",
+        description="Few-shot cross-domain GAN adaptation with Hugging Face hub models.",
+    )
+    parser.add_argument("--version", action="version", version=f"fsgen_hub {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"fsgen_hub.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"fsgen_hub.commands.{name}":
+                continue  # command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:  # `fsgen` alone prints help; `fsgen adapt` alone runs the embedded default
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except FsgenError as exc:
+        if args.verbose or os.environ.get("FSGEN_DEBUG"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

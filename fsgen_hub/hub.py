@@ -1,0 +1,387 @@
+"""Hub integration: every generator/discriminator is a ``PyTorchModelHubMixin`` with exact, strict loading.
+
+Folder layout written by ``save_pretrained`` (the project's own format)::
+
+    config.json              {"architecture": "stylegan2", "role": "generator", "fsgen_hub_version": ..., <config fields>}
+    model.safetensors        the generator's state dict (EMA weights for trained models)
+    discriminator/           optional: config.json + model.safetensors of the matching discriminator
+    lineage.json             optional: how an adapted model was made (written by the trainer)
+    README.md                optional: model card (fsgen_hub.cards)
+
+``AutoGenerator.from_pretrained(id_or_dir, revision=...)`` reads ``config.json`` and dispatches on
+``architecture``. Ids are resolved as: local folder → zoo id (``fsgen_hub.zoo``) → hub repo id.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+
+from fsgen_hub import __version__
+from fsgen_hub.errors import CheckpointError, FsgenError, ModelNotFoundError, OfflineError
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+DISCRIMINATOR_SUBFOLDER = "discriminator"
+LINEAGE_NAME = "lineage.json"
+
+# architecture name -> module defining its classes (imported on demand)
+ARCHITECTURE_MODULES = {
+    "stylegan2": "fsgen_hub.models.stylegan2",
+    "dcgan": "fsgen_hub.models.dcgan",
+}
+_CLASSES: dict[tuple[str, str], type["HubModel"]] = {}
+
+T = TypeVar("T", bound="HubModel")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Base of every architecture's config dataclass (fields documented with ``metadata={"help": ...}``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"invalid {cls.__name__} in config.json: {exc}") from None
+
+
+class HubModel(
+    PyTorchModelHubMixin,
+    library_name="fsgen_hub",
+    tags=["gan", "fsgen_hub"],
+    repo_url="https://github.com/fsgen-hub/fsgen_hub",
+):
+    """Mixin giving ``save_pretrained``/``from_pretrained``/``push_to_hub`` to our nn.Modules.
+
+    Subclasses set ``architecture`` ("stylegan2"), ``role`` ("generator"/"discriminator") and
+    ``config_class`` and take a single ``config`` argument in ``__init__``; the live ``self.config``
+    (not the one recorded at construction) is what gets saved, so pruned/slimmed widths stay right.
+    """
+
+    architecture: ClassVar[str] = ""
+    role: ClassVar[str] = ""
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    config: ModelConfig
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.architecture and cls.role:
+            _CLASSES[(cls.architecture, cls.role)] = cls
+
+    # ------------------------------------------------------------------ saving
+    def config_dict(self) -> dict[str, Any]:
+        return {
+            "architecture": self.architecture,
+            "role": self.role,
+            "fsgen_hub_version": __version__,
+            **self.config.to_dict(),
+        }
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        from safetensors.torch import save_file
+
+        from fsgen_hub.io import atomic_path, write_json
+
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        with atomic_path(save_directory / WEIGHTS_NAME) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt", "fsgen_hub_version": __version__})
+        write_json(save_directory / CONFIG_NAME, self.config_dict())
+
+    def save_pretrained(  # type: ignore[override]
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        discriminator: "HubModel | None" = None,
+        lineage: dict | None = None,
+        push_to_hub: bool = False,
+        repo_id: str | None = None,
+        **push_kwargs,
+    ) -> str | None:
+        """Write config.json + model.safetensors (+ ``discriminator/`` and lineage.json when given).
+
+        Unlike the mixin's default it writes no generic README.md: cards come from ``fsgen_hub.cards``.
+        """
+        from fsgen_hub.io import write_json
+
+        save_directory = Path(save_directory)
+        save_directory.mkdir(parents=True, exist_ok=True)
+        self._save_pretrained(save_directory)
+        if discriminator is not None:
+            sub = save_directory / DISCRIMINATOR_SUBFOLDER
+            sub.mkdir(exist_ok=True)
+            discriminator._save_pretrained(sub)
+        if lineage is not None:
+            write_json(save_directory / LINEAGE_NAME, lineage)
+        if push_to_hub:
+            from huggingface_hub import HfApi
+
+            return HfApi(token=push_kwargs.pop("token", None)).upload_folder(
+                repo_id=repo_id or save_directory.name, folder_path=save_directory, repo_type="model", **push_kwargs
+            ).commit_url
+        return None
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(  # type: ignore[override]
+        cls: type[T],
+        pretrained_model_name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        force_download: bool = False,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        map_location: str | torch.device = "cpu",
+        subfolder: str = "",
+        strict: bool = True,
+    ) -> T:
+        """Load from a local folder, a zoo id or a hub repo id; weights must match the config exactly."""
+        files = resolve_model_files(
+            pretrained_model_name_or_path,
+            [CONFIG_NAME, WEIGHTS_NAME],
+            subfolder=subfolder,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            token=token,
+            local_files_only=local_files_only,
+        )
+        config = read_config(files[CONFIG_NAME])
+        target = cls
+        if cls.architecture == "":  # Auto class: dispatch on config.json
+            target = model_class(config.get("architecture"), cls.role or config.get("role", "generator"))
+        elif config.get("architecture") not in (None, cls.architecture):
+            raise CheckpointError(
+                f"{files[CONFIG_NAME]} is a {config.get('architecture')!r} model, not {cls.architecture!r}: "
+                "load it with AutoGenerator.from_pretrained"
+            )
+        model = target(target.config_class.from_dict(config))
+        load_weights(model, files[WEIGHTS_NAME], strict=strict)
+        model.to(map_location)
+        model.eval()
+        model.source_info = {
+            "model_id": str(pretrained_model_name_or_path),
+            "revision": revision,
+            "commit": _commit_from_cache_path(files[CONFIG_NAME]),
+            "local_dir": str(Path(files[CONFIG_NAME]).parent),
+        }
+        return model
+
+
+class AutoGenerator(HubModel):
+    """``AutoGenerator.from_pretrained(id_or_dir)`` returns the right generator class for the folder."""
+
+    role = "generator"
+
+    def __init__(self, *args, **kwargs):  # pragma: no cover - never instantiated
+        raise TypeError("AutoGenerator is not instantiable: use AutoGenerator.from_pretrained(...)")
+
+
+class AutoDiscriminator(HubModel):
+    """``AutoDiscriminator.from_pretrained(dir)`` loads ``dir/discriminator`` (or ``dir`` if it is one)."""
+
+    role = "discriminator"
+
+    def __init__(self, *args, **kwargs):  # pragma: no cover - never instantiated
+        raise TypeError("AutoDiscriminator is not instantiable: use AutoDiscriminator.from_pretrained(...)")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *, subfolder: str | None = None, **kwargs):  # type: ignore[override]
+        path = Path(str(pretrained_model_name_or_path))
+        if subfolder is None:
+            is_disc_folder = path.is_dir() and _local_role(path) == "discriminator"
+            subfolder = "" if is_disc_folder else DISCRIMINATOR_SUBFOLDER
+        return super().from_pretrained(pretrained_model_name_or_path, subfolder=subfolder, **kwargs)
+
+
+def model_class(architecture: str | None, role: str = "generator") -> type[HubModel]:
+    if architecture not in ARCHITECTURE_MODULES:
+        raise CheckpointError(
+            f"unknown architecture {architecture!r} in config.json; known: {', '.join(sorted(ARCHITECTURE_MODULES))}"
+        )
+    importlib.import_module(ARCHITECTURE_MODULES[architecture])
+    try:
+        return _CLASSES[(architecture, role)]
+    except KeyError:
+        raise CheckpointError(f"fsgen_hub has no {architecture} {role} class") from None
+
+
+def _local_role(path: Path) -> str | None:
+    try:
+        return json.loads((path / CONFIG_NAME).read_text()).get("role")
+    except (OSError, ValueError):
+        return None
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}); re-save or re-convert the model") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object")
+    return data
+
+
+def load_weights(model: torch.nn.Module, weights_file: str | os.PathLike, strict: bool = True) -> None:
+    """Load a safetensors file into ``model`` checking keys and shapes, with one-line errors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(weights_file))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"cannot read {weights_file}: {str(exc).splitlines()[0]} (truncated or corrupt download? delete it and retry)"
+        ) from None
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if strict and (missing or unexpected):
+        raise CheckpointError(
+            f"{weights_file} does not match its config.json: missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+            f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}"
+        )
+    for key, value in state.items():
+        if key in own and own[key].shape != value.shape:
+            raise CheckpointError(
+                f"{weights_file}: tensor {key} has shape {tuple(value.shape)} but config.json implies "
+                f"{tuple(own[key].shape)}; the config and the weights come from different models"
+            )
+    model.load_state_dict(state, strict=strict)
+
+
+# ---------------------------------------------------------------------- resolution
+def resolve_model_files(
+    model_id: str | os.PathLike,
+    filenames: list[str],
+    *,
+    subfolder: str = "",
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    force_download: bool = False,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+) -> dict[str, str]:
+    """Return local paths of ``filenames`` for a folder, zoo id or hub repo id; clear errors otherwise."""
+    model_id = str(model_id)
+    local = Path(model_id).expanduser()
+    if not local.is_dir():
+        zoo_dir = _zoo_local_dir(model_id)
+        if zoo_dir is not None:
+            local = zoo_dir
+    if local.is_dir():
+        base = local / subfolder if subfolder else local
+        out = {}
+        for name in filenames:
+            path = base / name
+            if not path.is_file():
+                raise ModelNotFoundError(f"{path} is missing: {local} is not a complete fsgen_hub model folder")
+            out[name] = str(path)
+        return out
+    if _looks_like_path(model_id):
+        raise ModelNotFoundError(f"no model folder at {model_id}")
+    return {
+        name: _hub_download(model_id, name, subfolder, revision, cache_dir, force_download, token, local_files_only)
+        for name in filenames
+    }
+
+
+def _looks_like_path(model_id: str) -> bool:
+    """Hub ids are ``name`` or ``org/name``; anything else is meant as a filesystem path."""
+    return model_id.startswith((".", "/", "~")) or model_id.count("/") > 1 or "\\" in model_id
+
+
+def _zoo_local_dir(model_id: str) -> Path | None:
+    try:
+        zoo = importlib.import_module("fsgen_hub.zoo")
+    except ModuleNotFoundError:
+        return None
+    return zoo.resolve_local(model_id)
+
+
+def _close_names(model_id: str) -> str:
+    try:
+        zoo = importlib.import_module("fsgen_hub.zoo")
+        names = list(zoo.list_models())
+    except (ModuleNotFoundError, AttributeError):
+        return ""
+    close = difflib.get_close_matches(model_id, names, n=3, cutoff=0.5)
+    return f" Did you mean: {', '.join(close)}?" if close else f" Known zoo ids: `fsgen zoo`."
+
+
+def _hub_download(model_id, filename, subfolder, revision, cache_dir, force_download, token, local_files_only) -> str:
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub import errors as hf_errors
+
+    where = f"'{model_id}'" + (f" (revision {revision})" if revision else "")
+    try:
+        return hf_hub_download(
+            repo_id=model_id,
+            filename=filename,
+            subfolder=subfolder or None,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            token=token,
+            local_files_only=local_files_only,
+        )
+    except hf_errors.HFValidationError:
+        raise ModelNotFoundError(
+            f"unknown model {model_id!r}: not a local folder, not a zoo id, not a valid hub repo id.{_close_names(model_id)}"
+        ) from None
+    except hf_errors.RepositoryNotFoundError:
+        raise ModelNotFoundError(
+            f"unknown model {where}: not a local folder, not a zoo id, and the hub has no such repo (private? pass a token)."
+            f"{_close_names(model_id)}"
+        ) from None
+    except hf_errors.RevisionNotFoundError:
+        raise ModelNotFoundError(f"model {model_id!r} has no revision {revision!r} on the hub") from None
+    except hf_errors.EntryNotFoundError:
+        path = f"{subfolder}/{filename}" if subfolder else filename
+        raise ModelNotFoundError(f"hub repo {where} has no {path}: it is not an fsgen_hub model") from None
+    except (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled) as exc:
+        offline = constants.HF_HUB_OFFLINE or local_files_only
+        why = "the hub is offline (HF_HUB_OFFLINE=1)" if offline else f"the hub at {constants.ENDPOINT} cannot be reached"
+        raise OfflineError(
+            f"model {where} is not a local folder or zoo id, not in the local cache, and {why}: "
+            f"download it where there is network or pass a local folder.{_close_names(model_id)}"
+        ) from exc
+    except hf_errors.HfHubHTTPError as exc:
+        raise FsgenError(f"hub error while fetching {model_id}/{filename}: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:  # connection errors surface as OSError subclasses
+        raise OfflineError(
+            f"cannot reach the hub at {constants.ENDPOINT} for {where} ({type(exc).__name__}); "
+            "use a local folder or set HF_HUB_OFFLINE=1 to use the cache"
+        ) from None
+
+
+def _commit_from_cache_path(path: str) -> str | None:
+    parts = Path(path).parts
+    if "snapshots" in parts:
+        i = parts.index("snapshots")
+        if i + 1 < len(parts):
+            return parts[i + 1]
+    return None
+
+
+def read_lineage(model_dir: str | os.PathLike) -> dict | None:
+    path = Path(model_dir) / LINEAGE_NAME
+    return json.loads(path.read_text()) if path.is_file() else None

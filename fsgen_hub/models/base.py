@@ -1,0 +1,137 @@
+"""Base classes shared by every architecture: the generator/discriminator API methods rely on.
+
+Conventions (every architecture follows them, methods and metrics rely on them):
+- ``G(z, truncation=1.0, noise_mode="random", return_features=False)`` maps latents ``z`` of shape
+  ``(N, z_dim)`` to images in ``[-1, 1]``, NCHW, ``resolution`` x ``resolution``. With
+  ``return_features=True`` it returns ``(images, features)`` where ``features`` is an ordered dict of
+  named intermediate activations, lowest resolution first.
+- ``D(images, return_features=False)`` returns logits of shape ``(N, 1)`` (no sigmoid); with
+  ``return_features=True`` it returns ``(logits, features)``, highest resolution first.
+- ``filter_layers()`` lists the hidden convolution filter banks that methods (AdaFM, RICK, DAP,
+  slimmed export) address, ordered from the input (low resolution) to the output; the RGB output
+  convolutions (toRGB) are not in it, since their "filters" are colour channels.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from fsgen_hub.hub import HubModel
+
+
+@dataclass
+class FilterLayer:
+    """One bank of convolution filters that can be pruned, frozen or modulated filter by filter.
+
+    ``weight.select(out_dim, i)`` is filter ``i``; ``in_dim`` is the axis of input channels.
+    ``coupled`` lists other parameters/buffers indexed by the same output filter along the given
+    axis (bias, BN affine and running stats...) so that slimming and masking treat them together.
+    ``modulation`` is, for StyleGAN2 modulated convs, the affine that produces the per-input-channel
+    style of this layer (RICK/DAP include it in the filter's Fisher information).
+    """
+
+    name: str
+    module: nn.Module
+    weight: nn.Parameter
+    out_dim: int
+    in_dim: int
+    resolution: int
+    coupled: list[tuple[str, int]] = field(default_factory=list)
+    modulation: nn.Module | None = None
+
+    @property
+    def num_filters(self) -> int:
+        return self.weight.shape[self.out_dim]
+
+
+class BaseGenerator(nn.Module, HubModel):
+    role = "generator"
+
+    @property
+    def z_dim(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def resolution(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, z, truncation: float = 1.0, noise_mode: str = "random", return_features: bool = False):
+        raise NotImplementedError
+
+    def filter_layers(self) -> list[FilterLayer]:
+        raise NotImplementedError
+
+    def select_filter_layers(self, patterns: str | list[str] | None = None) -> list[FilterLayer]:
+        """Filter layers whose name matches any of the fnmatch ``patterns`` (all when None or "*")."""
+        layers = self.filter_layers()
+        if not patterns:
+            return layers
+        patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+        return [layer for layer in layers if any(fnmatch.fnmatch(layer.name, p) for p in patterns)]
+
+    def make_latents(self, n: int, seed: int = 0) -> torch.Tensor:
+        """Latents drawn on the CPU from ``seed``: the same images on every device."""
+        gen = torch.Generator().manual_seed(int(seed))
+        return torch.randn(n, self.z_dim, generator=gen)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int = 1,
+        seed: int = 0,
+        truncation: float = 1.0,
+        batch_size: int = 8,
+        device: str | torch.device | None = None,
+        output_type: Literal["pil", "pt", "np"] = "pil",
+        noise_mode: str = "const",
+        z: torch.Tensor | None = None,
+    ):
+        """Generate ``n`` images, deterministic for a seed.
+
+        ``output_type``: "pil" → list of PIL images; "pt" → float tensor (N, 3, H, W) in [0, 1];
+        "np" → uint8 array (N, H, W, 3).
+        """
+        if n < 1:
+            raise ValueError("n must be at least 1")
+        device = torch.device(device) if device is not None else self.device
+        z = self.make_latents(n, seed) if z is None else z
+        was_training = self.training
+        self.eval()
+        chunks = []
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(int(seed))  # per-layer noise when noise_mode="random"
+            for start in range(0, n, batch_size):
+                batch = z[start : start + batch_size].to(device)
+                chunks.append(self(batch, truncation=truncation, noise_mode=noise_mode).float().cpu())
+        self.train(was_training)
+        images = ((torch.cat(chunks).clamp(-1, 1) + 1) / 2)
+        if output_type == "pt":
+            return images
+        array = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        if output_type == "np":
+            return array
+        if output_type != "pil":
+            raise ValueError(f"output_type must be 'pil', 'pt' or 'np', not {output_type!r}")
+        from PIL import Image
+
+        return [Image.fromarray(np.ascontiguousarray(a)) for a in array]
+
+
+class BaseDiscriminator(nn.Module, HubModel):
+    role = "discriminator"
+
+    @property
+    def resolution(self) -> int:
+        raise NotImplementedError
+
+    def forward(self, images, return_features: bool = False):
+        raise NotImplementedError
