@@ -1,0 +1,32 @@
+"""Shared fixtures. Keep models tiny (a few thousand parameters, 16-32 px): the suite runs on 2 CPU cores."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """../shared (real data and parity fixtures); tests needing it skip on a fresh clone."""
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} is absent (it ships with the project's CI, not with a clone)")
+    return SHARED
+
+
+@pytest.fixture
+def tiny_dcgan():
+    """A 16 px DCGAN generator + discriminator with ~2k parameters each, deterministic weights."""
+    from fsgen_hub.models.dcgan import DCGANConfig, DCGANDiscriminator, DCGANGenerator
+
+    torch.manual_seed(0)
+    config = DCGANConfig(resolution=16, nz=8, ngf=4, ndf=4)
+    return DCGANGenerator(config), DCGANDiscriminator(config)
