@@ -282,6 +282,8 @@ def build_app(models: list[str] | None = None, device: str | None = None, concur
             on_interpolate, [model, seed, seed_b, steps, truncation], strip, api_name="interpolate"
         )
         model.change(lambda m: model_info(m), model, info, api_name=False)
+        if choices:  # a first page already shows samples of the default model
+            demo.load(on_generate, [model, seed, truncation, num_images], [gallery, grid_file, info], api_name=False)
     demo.queue(default_concurrency_limit=concurrency_limit, max_size=32)
     demo.fsgen_cache = cache  # tests inspect cache hits
     return demo
