@@ -343,6 +343,14 @@ def _hub_download(model_id, filename, subfolder, revision, cache_dir, force_down
             token=token,
             local_files_only=local_files_only,
         )
+    # LocalEntryNotFoundError is a subclass of EntryNotFoundError: catch it first
+    except (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled) as exc:
+        offline = constants.HF_HUB_OFFLINE or local_files_only
+        why = "the hub is offline (HF_HUB_OFFLINE=1)" if offline else f"the hub at {constants.ENDPOINT} cannot be reached"
+        raise OfflineError(
+            f"model {where} is not a local folder or zoo id, not in the local cache, and {why}: "
+            f"download it where there is network or pass a local folder.{_close_names(model_id)}"
+        ) from None
     except hf_errors.HFValidationError:
         raise ModelNotFoundError(
             f"unknown model {model_id!r}: not a local folder, not a zoo id, not a valid hub repo id.{_close_names(model_id)}"
@@ -357,13 +365,6 @@ def _hub_download(model_id, filename, subfolder, revision, cache_dir, force_down
     except hf_errors.EntryNotFoundError:
         path = f"{subfolder}/{filename}" if subfolder else filename
         raise ModelNotFoundError(f"hub repo {where} has no {path}: it is not an fsgen_hub model") from None
-    except (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled) as exc:
-        offline = constants.HF_HUB_OFFLINE or local_files_only
-        why = "the hub is offline (HF_HUB_OFFLINE=1)" if offline else f"the hub at {constants.ENDPOINT} cannot be reached"
-        raise OfflineError(
-            f"model {where} is not a local folder or zoo id, not in the local cache, and {why}: "
-            f"download it where there is network or pass a local folder.{_close_names(model_id)}"
-        ) from exc
     except hf_errors.HfHubHTTPError as exc:
         raise FsgenError(f"hub error while fetching {model_id}/{filename}: {str(exc).splitlines()[0]}") from None
     except OSError as exc:  # connection errors surface as OSError subclasses

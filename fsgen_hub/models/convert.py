@@ -1,0 +1,112 @@
+"""``fsgen convert``: rosinality ``.pt``, NVlabs ``.pkl`` and DCGAN checkpoints → an fsgen_hub hub folder.
+
+The output folder is written atomically: a failure leaves nothing behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+import torch
+
+from fsgen_hub import __version__
+from fsgen_hub.errors import CheckpointError
+from fsgen_hub.io import atomic_dir
+
+FORMATS = ("rosinality", "stylegan2-ada", "dcgan")
+
+
+def detect_format(path: Path) -> str:
+    """Guess the checkpoint format from its container and keys (never unpickling anything unsafe)."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.suffix == ".pkl":
+        return "stylegan2-ada"
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is not a torch checkpoint or an NVlabs .pkl; pass --from {'|'.join(FORMATS)}")
+    state = _load_state(path)
+    if isinstance(state, dict) and ("g_ema" in state or "latent_avg" in state):
+        return "rosinality"
+    if isinstance(state, dict) and ("netG_state_dict" in state or "main.0.weight" in state):
+        return "dcgan"
+    raise CheckpointError(f"cannot tell the format of {path}; pass --from {'|'.join(FORMATS)}")
+
+
+def _load_state(path: Path):
+    from fsgen_hub.models.convert_stylegan2 import _torch_load
+
+    return _torch_load(path)
+
+
+def convert_dcgan(path: str | Path):
+    """DCGAN-tutorial state dict (plain, or under ``netG_state_dict``/``netD_state_dict``) → G, D | None."""
+    from fsgen_hub.models.dcgan import DCGANConfig, DCGANDiscriminator, DCGANGenerator
+
+    path = Path(path)
+    ckpt = _load_state(path)
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path} does not hold a DCGAN state dict")
+    g_state = ckpt.get("netG_state_dict", ckpt)
+    convs = sorted((int(k.split(".")[1]), v) for k, v in g_state.items()
+                   if k.startswith("main.") and k.endswith(".weight") and v.ndim == 4)
+    if not convs:
+        raise CheckpointError(f"{path} has no DCGAN generator weights (main.N.weight); try --from rosinality")
+    nz = convs[0][1].shape[0]
+    hidden = [w.shape[1] for _, w in convs[:-1]]
+    nc = convs[-1][1].shape[1]
+    resolution = 4 * 2 ** (len(convs) - 1)
+    ngf = hidden[-1]
+    config = DCGANConfig(resolution=resolution, nz=nz, ngf=ngf, nc=nc)
+    if hidden != config.generator_widths():
+        config = DCGANConfig(resolution=resolution, nz=nz, ngf=ngf, nc=nc, channels=hidden)
+    G = DCGANGenerator(config)
+    _load(G, g_state, path)
+    D = None
+    if "netD_state_dict" in ckpt:
+        d_state = ckpt["netD_state_dict"]
+        ndf = d_state["main.0.weight"].shape[0]
+        D = DCGANDiscriminator(DCGANConfig(resolution=resolution, nz=nz, ngf=ngf, ndf=ndf, nc=nc))
+        _load(D, d_state, path)
+    return G.eval(), (D.eval() if D is not None else None), {"format": "dcgan"}
+
+
+def _load(model, state, path):
+    own = model.state_dict()
+    if set(own) != set(state) or any(own[k].shape != state[k].shape for k in own):
+        raise CheckpointError(f"{path}: weights do not form a DCGAN-tutorial network (names or shapes differ)")
+    model.load_state_dict(state)
+
+
+def convert_checkpoint(src: str | Path, out_dir: str | Path, from_format: str | None = None,
+                       lineage_extra: dict | None = None) -> Path:
+    """Convert ``src`` into the hub folder ``out_dir`` (config.json, model.safetensors, discriminator/, lineage.json)."""
+    src, out_dir = Path(src), Path(out_dir)
+    if from_format is not None and from_format not in FORMATS:
+        raise CheckpointError(f"unknown --from {from_format!r}; choose one of {', '.join(FORMATS)}")
+    if not src.is_file():
+        raise CheckpointError(f"checkpoint {src} does not exist")
+    fmt = from_format or detect_format(src)
+    if fmt == "rosinality":
+        from fsgen_hub.models.convert_stylegan2 import convert_rosinality as convert
+    elif fmt == "stylegan2-ada":
+        from fsgen_hub.models.convert_stylegan2 import convert_nvlabs as convert
+    else:
+        convert = convert_dcgan
+    if fmt == "stylegan2-ada" and zipfile.is_zipfile(src):
+        raise CheckpointError(f"{src} is a torch zip checkpoint, not an NVlabs .pkl: use --from rosinality or dcgan")
+    if fmt != "stylegan2-ada" and not zipfile.is_zipfile(src):
+        raise CheckpointError(f"{src} is not a torch checkpoint: --from {fmt} is wrong for it (an NVlabs .pkl?)")
+    G, D, info = convert(src)
+    lineage = {
+        "fsgen_hub_version": __version__,
+        "kind": "converted",
+        "base_model": {"id": src.name, "architecture": G.architecture},
+        "conversion": {"source_file": src.name, "sha256": hashlib.sha256(src.read_bytes()).hexdigest(), **info},
+        "discriminator": "converted" if D is not None else "absent",
+    }
+    for key, value in (lineage_extra or {}).items():
+        lineage[key] = {**lineage.get(key, {}), **value} if isinstance(value, dict) else value
+    with atomic_dir(out_dir) as tmp:
+        G.save_pretrained(tmp, discriminator=D, lineage=lineage)
+    return out_dir
