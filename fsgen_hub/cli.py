@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         from huggingface_hub.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
+        logging.getLogger("accelerate").setLevel(logging.WARNING)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

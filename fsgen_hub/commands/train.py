@@ -1,0 +1,31 @@
+"""``fsgen train``: the same trainer from random initialisation (no adaptation method)."""
+from __future__ import annotations
+
+import argparse
+
+EXCLUDE = ("source", "method", "method_options", "shots", "shot_seed")
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    from fsgen_hub.training.arguments import add_arguments
+
+    parser = subparsers.add_parser("train", help="train a generator + discriminator from scratch (e.g. a source model)")
+    add_arguments(parser, exclude=EXCLUDE)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args) -> int:
+    from fsgen_hub.errors import FsgenError
+    from fsgen_hub.training.arguments import from_namespace
+    from fsgen_hub.training.trainer import AdaptationTrainer
+
+    if not args.architecture:
+        raise FsgenError("fsgen train needs --architecture stylegan2|dcgan")
+    if not args.data:
+        raise FsgenError("fsgen train needs --data (a folder, parquet file or dataset)")
+    out = AdaptationTrainer(from_namespace(args, shots=None, method=None)).train()
+    from fsgen_hub.commands.adapt import report
+
+    report(out)
+    return 0

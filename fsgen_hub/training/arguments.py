@@ -1,0 +1,121 @@
+"""Training arguments: one dataclass, each field with its help text; the CLI is generated from it."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+from fsgen_hub.errors import FsgenError
+
+
+def _help(text: str, **kw) -> dict:
+    return {"metadata": {"help": text}, **kw}
+
+
+@dataclass
+class TrainingArguments:
+    source: str | None = field(default=None, **_help("source model: zoo id, hub id or folder (default: the zoo's offline DigiFace DCGAN)"))
+    data: str | None = field(default=None, **_help("target images: folder, dataset folder/parquet or hub dataset id (default: the 10 embedded emoji faces)"))
+    shots: int | None = field(default=10, **_help("number of target images to use (all when 0)"))
+    shot_seed: int = field(default=0, **_help("seed of the shot selection"))
+    image_column: str | None = field(default=None, **_help("image column of a dataset (detected when omitted)"))
+    method: str | None = field(default=None, **_help("adaptation method (`fsgen methods`); default dap"))
+    method_options: dict[str, Any] = field(default_factory=dict, **_help("method config as JSON or key=value pairs"))
+    steps: int = field(default=300, **_help("training iterations"))
+    batch_size: int = field(default=8, **_help("images per step and process"))
+    lr_g: float = field(default=2e-3, **_help("generator learning rate (Adam)"))
+    lr_d: float = field(default=2e-3, **_help("discriminator learning rate (Adam)"))
+    beta1: float = field(default=0.0, **_help("Adam beta1 (StyleGAN2 uses 0)"))
+    beta2: float = field(default=0.99, **_help("Adam beta2"))
+    r1_gamma: float = field(default=1.0, **_help("R1 weight on real images (0 disables)"))
+    r1_every: int = field(default=16, **_help("lazy R1: apply every N steps with its weight scaled by N"))
+    ema_half_life: float | None = field(default=None, **_help("EMA half-life of the generator in steps (default: 5% of --steps)"))
+    augment: str = field(default="color,translation,cutout", **_help("DiffAugment policies, comma separated, or none"))
+    mixed_precision: str = field(default="no", **_help("no, fp16 or bf16 (Accelerate)"))
+    gradient_accumulation_steps: int = field(default=1, **_help("steps to accumulate before each optimizer step"))
+    seed: int = field(default=0, **_help("seed of everything random in training"))
+    output_dir: str | None = field(default=None, **_help("run folder (default runs/<method>-<target>)"))
+    save_every: int = field(default=100, **_help("checkpoint every N steps (0: only at the end)"))
+    keep_checkpoints: int = field(default=2, **_help("number of checkpoint-N folders kept"))
+    sample_every: int = field(default=100, **_help("sample grid of fixed latents every N steps"))
+    log_every: int = field(default=10, **_help("JSONL/TensorBoard log every N steps"))
+    resume: str | None = field(default=None, **_help("'latest' or a checkpoint folder to resume from"))
+    push_to_hub: str | None = field(default=None, **_help("hub repo id to push the finished model to"))
+    eval_every: int = field(default=0, **_help("evaluate every N steps (0: only at the end when --eval-metrics is set)"))
+    eval_metrics: str = field(default="", **_help("metrics to compute during/after training, e.g. swd,msssim_diversity"))
+    eval_reference: str | None = field(default=None, **_help("reference images of the target domain for the metrics"))
+    eval_num_samples: int = field(default=500, **_help("generated images per evaluation"))
+    select_best: str | None = field(default=None, **_help("keep the generator with the best value of this metric (uses the evaluation set!)"))
+    device: str = field(default="auto", **_help("auto, cpu or cuda (multi-GPU: use accelerate launch)"))
+    # from-scratch training (`fsgen train`)
+    architecture: str | None = field(default=None, **_help("train from scratch: stylegan2 or dcgan (fsgen train)"))
+    resolution: int = field(default=64, **_help("from scratch: image size"))
+    model_config: dict[str, Any] = field(default_factory=dict, **_help("from scratch: architecture config (JSON)"))
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "r1_every", "gradient_accumulation_steps", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise FsgenError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise FsgenError("--mixed-precision must be no, fp16 or bf16")
+        if self.lr_g <= 0 or self.lr_d <= 0:
+            raise FsgenError("learning rates must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def parse_options(values: list[str] | None) -> dict[str, Any]:
+    """``--method-option k=v`` (repeatable) or one JSON object: values parsed as JSON when possible."""
+    options: dict[str, Any] = {}
+    for value in values or []:
+        value = value.strip()
+        if value.startswith("{"):
+            try:
+                options.update(json.loads(value))
+            except ValueError as exc:
+                raise FsgenError(f"method options are not valid JSON: {exc}") from None
+            continue
+        if "=" not in value:
+            raise FsgenError(f"method option {value!r} must look like key=value")
+        key, raw = value.split("=", 1)
+        try:
+            options[key.strip().replace("-", "_")] = json.loads(raw)
+        except ValueError:
+            options[key.strip().replace("-", "_")] = raw
+    return options
+
+
+def add_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+    hints = get_type_hints(TrainingArguments)
+    for f in dataclasses.fields(TrainingArguments):
+        if f.name in exclude:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        if f.name in ("method_options", "model_config"):
+            parser.add_argument(flag, action="append", default=None, metavar="K=V|JSON", help=help_text)
+            continue
+        hint = str(hints[f.name])
+        kind = int if "int" in hint else float if "float" in hint else str
+        default = f.default if f.default is not dataclasses.MISSING else None
+        parser.add_argument(flag, type=kind, default=default, help=f"{help_text} (default: {default})")
+
+
+def from_namespace(ns: argparse.Namespace, **overrides) -> TrainingArguments:
+    values = {}
+    for f in dataclasses.fields(TrainingArguments):
+        if not hasattr(ns, f.name):
+            continue
+        value = getattr(ns, f.name)
+        if f.name in ("method_options", "model_config"):
+            value = parse_options(value)
+        values[f.name] = value
+    values.update(overrides)
+    if values.get("shots") == 0:
+        values["shots"] = None
+    args = TrainingArguments(**values)
+    args.validate()
+    return args

@@ -1,0 +1,186 @@
+"""Few-shot image sets: a local folder, a `datasets` folder/parquet, or a hub dataset id.
+
+Images become RGB (grayscale, RGBA/LA/palette composited on white, 16-bit scaled), are resized on
+the shorter side (antialiased) and centre-cropped to the model resolution, and are returned in
+[-1, 1]. ``shots`` picks a reproducible subset (by ``shot_seed``) recorded by name and sha256.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fsgen_hub.errors import DataError, OfflineError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+EMBEDDED_TARGET = Path(__file__).resolve().parents[1] / "assets" / "target"
+EMBEDDED_TARGET_ID = "fsgen_hub/assets/target (10 Noto emoji faces, Apache-2.0)"
+
+
+@dataclass
+class RawImage:
+    name: str
+    data: bytes
+
+
+def to_rgb(image):
+    """RGB version of a PIL image: transparency on white, 16-bit and float modes rescaled to 8 bits."""
+    from PIL import Image
+
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / peak * 255.0, 0, 255).astype(np.uint8), "L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def resize_center_crop(image, resolution: int):
+    from PIL import Image
+
+    w, h = image.size
+    scale = resolution / min(w, h)
+    new = (max(resolution, round(w * scale)), max(resolution, round(h * scale)))
+    image = image.resize(new, Image.LANCZOS)
+    left, top = (new[0] - resolution) // 2, (new[1] - resolution) // 2
+    return image.crop((left, top, left + resolution, top + resolution))
+
+
+def decode(raw: RawImage, resolution: int) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(raw.data)) as image:
+            image.load()
+            image = resize_center_crop(to_rgb(image), resolution)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"cannot read image {raw.name}: {str(exc).splitlines()[0][:120]} (remove or replace the file)") from None
+    array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def _from_folder(folder: Path) -> list[RawImage]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return [RawImage(str(p.relative_to(folder)), p.read_bytes()) for p in files]
+
+
+def _image_column(dataset, image_column: str | None) -> str:
+    features = getattr(dataset, "features", {}) or {}
+    if image_column:
+        if image_column not in features:
+            raise DataError(f"the dataset has no column {image_column!r}; columns: {', '.join(features)}")
+        return image_column
+    from datasets import Image as ImageFeature
+
+    for name, feature in features.items():
+        if isinstance(feature, ImageFeature):
+            return name
+    for name in ("image", "img", "images"):
+        if name in features:
+            return name
+    raise DataError(f"no image column found (columns: {', '.join(features)}); pass --image-column")
+
+
+def _from_dataset(dataset, image_column: str | None) -> list[RawImage]:
+    from datasets import Image as ImageFeature
+
+    column = _image_column(dataset, image_column)
+    dataset = dataset.cast_column(column, ImageFeature(decode=False))
+    out = []
+    for i, item in enumerate(dataset[column]):
+        data = item.get("bytes") if isinstance(item, dict) else None
+        path = item.get("path") if isinstance(item, dict) else None
+        if data is None and path:
+            data = Path(path).read_bytes()
+        if data is None:
+            raise DataError(f"row {i} of the dataset has no image data")
+        out.append(RawImage(Path(path).name if path else f"row{i:06d}", data))
+    return out
+
+
+def read_raw_images(source: str | Path | None, image_column: str | None = None) -> tuple[list[RawImage], str]:
+    """All raw images of ``source`` and a printable id of it."""
+    if source is None or str(source) == "":
+        return _from_folder(EMBEDDED_TARGET), EMBEDDED_TARGET_ID
+    path = Path(str(source)).expanduser()
+    if path.is_dir():
+        if (path / "dataset_info.json").is_file() or (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
+            import datasets
+
+            loaded = datasets.load_from_disk(str(path))
+            if isinstance(loaded, datasets.DatasetDict):
+                loaded = loaded["train"] if "train" in loaded else next(iter(loaded.values()))
+            return _from_dataset(loaded, image_column), str(source)
+        images = _from_folder(path)
+        if not images:
+            parquet = sorted(path.rglob("*.parquet"))
+            if parquet:
+                return read_raw_images(parquet[0], image_column)
+            raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
+        return images, str(source)
+    if path.is_file() and path.suffix == ".parquet":
+        import datasets
+
+        return _from_dataset(datasets.load_dataset("parquet", data_files=str(path), split="train"), image_column), str(source)
+    if path.is_file():
+        raise DataError(f"{path} is a single file: --data takes a folder of images, a dataset folder, a parquet file or a hub dataset id")
+    if str(source).startswith((".", "/", "~")) or str(source).count("/") > 1:
+        raise DataError(f"no folder or file at {source}")
+    return _from_hub(str(source), image_column), str(source)
+
+
+def _from_hub(dataset_id: str, image_column: str | None) -> list[RawImage]:
+    import datasets
+    from huggingface_hub import constants
+
+    try:
+        dataset = datasets.load_dataset(dataset_id, split="train")
+    except FileNotFoundError as exc:
+        raise DataError(f"no dataset {dataset_id!r} on the hub or in the local cache ({str(exc).splitlines()[0][:100]})") from None
+    except (ConnectionError, OSError) as exc:
+        why = "the hub is offline (HF_HUB_OFFLINE=1)" if constants.HF_HUB_OFFLINE else "the hub cannot be reached"
+        raise OfflineError(f"dataset {dataset_id!r} is not cached and {why}: pass a local folder of images") from exc
+    except Exception as exc:  # datasets raises many types for a missing/unreachable repo
+        text = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        if "offline" in text.lower() or "connection" in text.lower() or constants.HF_HUB_OFFLINE:
+            raise OfflineError(f"dataset {dataset_id!r} is not available offline ({text}): pass a local folder of images") from None
+        raise DataError(f"cannot load dataset {dataset_id!r}: {text}") from None
+    return _from_dataset(dataset, image_column)
+
+
+def select_shots(raw: list[RawImage], shots: int | None, shot_seed: int) -> list[RawImage]:
+    if shots is None or shots == len(raw):
+        return raw
+    if shots < 1:
+        raise DataError("--shots must be at least 1")
+    if shots > len(raw):
+        raise DataError(f"asked for {shots} shots but the data has only {len(raw)} images")
+    order = torch.randperm(len(raw), generator=torch.Generator().manual_seed(int(shot_seed)))[:shots]
+    return [raw[i] for i in sorted(order.tolist())]
+
+
+def load_images(
+    source: str | Path | None,
+    resolution: int,
+    shots: int | None = None,
+    shot_seed: int = 0,
+    image_column: str | None = None,
+    return_id: bool = False,
+):
+    """Images of ``source`` as (N, 3, R, R) in [-1, 1] and records [{"name", "sha256"}] (+ the data id)."""
+    raw, data_id = read_raw_images(source, image_column)
+    if not raw:
+        raise DataError(f"no images in {data_id}")
+    chosen = select_shots(raw, shots, shot_seed)
+    tensor = torch.stack([decode(item, resolution) for item in chosen])
+    records = [{"name": item.name, "sha256": hashlib.sha256(item.data).hexdigest()} for item in chosen]
+    return (tensor, records, data_id) if return_id else (tensor, records)

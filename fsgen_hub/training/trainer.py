@@ -1,0 +1,455 @@
+"""The adaptation trainer: Accelerate loop calling method hooks (it knows no method by name).
+
+Same code on CPU, one GPU or several processes (``accelerate launch`` / ``torchrun``): replicas are
+kept identical by an all-reduce of the gradients before each optimizer step instead of a DDP
+wrapper, so methods may run D several times per step, mask filters or freeze parameters without
+DDP's "unused parameters" and "marked ready twice" failures. Every step reseeds the RNG from
+(seed, step, rank): a resumed run repeats the uninterrupted one bit for bit on CPU.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from fsgen_hub import __version__
+from fsgen_hub.errors import FsgenError
+from fsgen_hub.hub import LINEAGE_NAME, AutoDiscriminator, AutoGenerator, model_class, read_lineage
+from fsgen_hub.io import append_jsonl, write_json
+from fsgen_hub.methods.base import AdaptationMethod, AdaptContext, StepBatch, get_method
+from fsgen_hub.training.arguments import TrainingArguments
+from fsgen_hub.training.augment import DiffAugment
+from fsgen_hub.training.data import load_images
+from fsgen_hub.training.grids import save_image_grid
+from fsgen_hub.training.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
+
+logger = logging.getLogger(__name__)
+CHECKPOINT_PREFIX = "checkpoint-"
+DEFAULT_METHOD = "dap"
+
+
+class _StateHolder:
+    """Wraps objects with state_dict/load_state_dict for Accelerate's register_for_checkpointing."""
+
+    def __init__(self, get, set_):
+        self._get, self._set = get, set_
+
+    def state_dict(self):
+        return self._get()
+
+    def load_state_dict(self, state):
+        self._set(state)
+
+
+def _weights_digest(module: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for key, value in sorted(module.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def hardware_description(accelerator) -> str:
+    device = accelerator.device
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"cpu ({os.cpu_count()} cores, {platform.machine()})"
+    return f"{accelerator.num_processes} x {name}" if accelerator.num_processes > 1 else name
+
+
+class AdaptationTrainer:
+    def __init__(self, args: TrainingArguments, method: AdaptationMethod | None = None):
+        args.validate()
+        self.args = args
+        self.from_scratch = args.architecture is not None
+        if method is None and not self.from_scratch:
+            from fsgen_hub.methods.base import list_methods
+
+            name = args.method or (DEFAULT_METHOD if DEFAULT_METHOD in list_methods() else "finetune")
+            args.method = name
+            method = get_method(name, args.method_options)
+        self.method = method or AdaptationMethod()
+        self.output_dir = Path(args.output_dir or default_output_dir(args))
+
+    # ------------------------------------------------------------------ set-up
+    def _check_output_dir(self) -> Path | None:
+        out, args = self.output_dir, self.args
+        checkpoints = sorted(out.glob(f"{CHECKPOINT_PREFIX}*"), key=lambda p: int(p.name.split("-")[-1])) if out.is_dir() else []
+        if args.resume:
+            if args.resume == "latest":
+                if not checkpoints:
+                    raise FsgenError(f"--resume latest: no {CHECKPOINT_PREFIX}N folder in {out}")
+                return checkpoints[-1]
+            path = Path(args.resume)
+            if not (path / "trainer_state.json").is_file():
+                raise FsgenError(f"--resume {path}: not a checkpoint folder (no trainer_state.json)")
+            return path
+        if (out / LINEAGE_NAME).is_file() and (out / "model.safetensors").is_file():
+            raise FsgenError(f"{out} already holds a finished run: choose another --output-dir or delete it")
+        if checkpoints:
+            raise FsgenError(f"{out} holds checkpoints of an unfinished run: pass --resume latest or another --output-dir")
+        return None
+
+    def _build_models(self):
+        args = self.args
+        if self.from_scratch:
+            config_class = model_class(args.architecture, "generator").config_class
+            config = config_class.from_dict({"resolution": args.resolution, **args.model_config})
+            G = model_class(args.architecture, "generator")(config)
+            D = model_class(args.architecture, "discriminator")(config)
+            if hasattr(G, "mean_latent"):
+                G.mean_latent(512)
+            return G, D, "fresh", {"id": None, "architecture": args.architecture}
+        from fsgen_hub.zoo import DEFAULT_SOURCE
+
+        source = args.source or DEFAULT_SOURCE
+        args.source = source
+        G = AutoGenerator.from_pretrained(source)
+        try:
+            D, d_origin = AutoDiscriminator.from_pretrained(source), "source"
+        except FsgenError:
+            D = model_class(G.architecture, "discriminator")(copy.deepcopy(G.config))
+            d_origin = "fresh"
+            logger.warning("%s has no discriminator: starting from a freshly initialised one", source)
+        source_lineage = read_lineage(G.source_info["local_dir"]) or {}
+        base = {
+            "id": source,
+            "revision": G.source_info.get("revision"),
+            "commit": G.source_info.get("commit"),
+            "architecture": G.architecture,
+            "license": (source_lineage.get("base_model") or {}).get("license") or _zoo_license(source),
+        }
+        terms = source_lineage.get("data_terms") or _zoo_terms(source)
+        if terms:
+            base["data_terms"] = terms
+        return G, D, d_origin, base
+
+    # ------------------------------------------------------------------ main loop
+    def train(self) -> Path:
+        from accelerate import Accelerator
+        from accelerate.utils import ProjectConfiguration
+
+        args, method = self.args, self.method
+        resume_from = self._check_output_dir()
+        (self.output_dir / "logs").mkdir(parents=True, exist_ok=True)
+        cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
+        accelerator = Accelerator(
+            cpu=cpu,
+            mixed_precision=args.mixed_precision,
+            gradient_accumulation_steps=args.gradient_accumulation_steps,
+            log_with="tensorboard",
+            project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")),
+        )
+        main = accelerator.is_main_process
+        torch.manual_seed(args.seed)
+        G, D, d_origin, base = self._build_models()
+        images, shot_records, data_id = load_images(
+            args.data, G.resolution, shots=args.shots, shot_seed=args.shot_seed, image_column=args.image_column, return_id=True
+        )
+        source_G = copy.deepcopy(G).eval().requires_grad_(False)
+        G, D = G.to(accelerator.device).train(), D.to(accelerator.device).train()
+        augment = DiffAugment(args.augment)
+        log_file = self.output_dir / "logs" / "train_log.jsonl"
+
+        def log(values: dict, step: int | None = None) -> None:
+            if main:
+                accelerator.log(values, step=step if step is not None else ctx.step)
+
+        ctx = AdaptContext(G=G, D=D, G_ema=G, accelerator=accelerator, args=args,
+                           train_images=images.to(accelerator.device), augment=augment, log=log,
+                           output_dir=self.output_dir)
+        torch.manual_seed(args.seed)
+        method.prepare(ctx)
+        G, D = ctx.G, ctx.D
+        ctx.G_ema = G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+        g_params = list(method.generator_parameters(ctx))
+        d_params = list(method.discriminator_parameters(ctx)) if method.uses_discriminator else []
+        opt_g = torch.optim.Adam(g_params, lr=args.lr_g, betas=(args.beta1, args.beta2)) if g_params else None
+        opt_d = torch.optim.Adam(d_params, lr=args.lr_d, betas=(args.beta1, args.beta2)) if d_params else None
+        optimizers = [o for o in (opt_g, opt_d) if o is not None]
+        prepared = accelerator.prepare(*optimizers)
+        prepared = prepared if isinstance(prepared, (list, tuple)) else [prepared]
+        opt_g = prepared[0] if opt_g is not None else None
+        opt_d = prepared[-1] if opt_d is not None else None
+        state = {"step": 0, "best": None}
+        accelerator.register_for_checkpointing(G, D, G_ema)
+        accelerator.register_for_checkpointing(_StateHolder(method.state_dict, method.load_state_dict))
+        accelerator.register_for_checkpointing(_StateHolder(lambda: dict(state), state.update))
+        if resume_from is not None:
+            accelerator.load_state(str(resume_from))
+            logger.info("resumed from %s at step %d", resume_from, state["step"])
+        if main:
+            accelerator.init_trackers("tensorboard", config=_flat_config(args))
+            write_json(self.output_dir / "logs" / "run_args.json", args.to_dict())
+
+        ema_beta = 0.5 ** (1.0 / max(1.0, args.ema_half_life or 0.05 * args.steps))
+        fixed_z = source_G.make_latents(16, seed=args.seed)
+        start = state["step"]
+        t0 = time.time()
+        progress = _progress(range(start, args.steps), main, initial=start, total=args.steps)
+        world = accelerator.num_processes
+        for step in progress:
+            ctx.step = step
+            torch.manual_seed(hash((args.seed, step, accelerator.process_index)) % (2**63))
+            index = torch.randint(len(images), (args.batch_size,), device=accelerator.device)
+            real_raw = ctx.train_images[index]
+            values: dict[str, float] = {}
+            with accelerator.accumulate(G, D):
+                if method.uses_discriminator and opt_d is not None:
+                    values.update(self._d_step(ctx, real_raw, index, opt_d, step, world))
+                if opt_g is not None:
+                    values.update(self._g_step(ctx, opt_g, step, world))
+            _ema_update(G_ema, accelerator.unwrap_model(G), ema_beta)
+            for key, value in values.items():
+                if not math.isfinite(value):
+                    last = max(self.output_dir.glob(f"{CHECKPOINT_PREFIX}*"), default=None, key=lambda p: int(p.name.split("-")[-1]))
+                    raise FsgenError(
+                        f"{key} became {value} at step {step}: lower --lr-g/--lr-d (now {args.lr_g}/{args.lr_d})"
+                        + (f"; the last good checkpoint is {last}" if last else "")
+                    )
+            method.on_step_end(ctx, step)
+            state["step"] = step + 1
+            if main and (step % args.log_every == 0 or step + 1 == args.steps):
+                record = {"step": step, "time_s": round(time.time() - t0, 3), **{k: round(v, 6) for k, v in values.items()}}
+                append_jsonl(log_file, record)
+                accelerator.log(values, step=step)
+                if hasattr(progress, "set_postfix"):
+                    progress.set_postfix({k: f"{v:.3f}" for k, v in values.items() if k.startswith("loss")})
+            if main and args.sample_every and (step % args.sample_every == 0 or step + 1 == args.steps):
+                grid = G_ema.sample(len(fixed_z), z=fixed_z, seed=args.seed, output_type="pt", device=accelerator.device)
+                (self.output_dir / "grids").mkdir(exist_ok=True)
+                save_image_grid(grid, self.output_dir / "grids" / f"step_{step:06d}.png")
+            if args.eval_every and (step + 1) % args.eval_every == 0 and step + 1 < args.steps:
+                self._evaluate(ctx, G_ema, step + 1, state)
+            if args.save_every and (step + 1) % args.save_every == 0 and step + 1 < args.steps:
+                self._save_checkpoint(accelerator, step + 1)
+        wall = time.time() - t0
+        replicas_identical = self._check_replicas(accelerator, G)
+        if args.eval_metrics:
+            self._evaluate(ctx, G_ema, args.steps, state)
+        accelerator.wait_for_everyone()
+        if main:
+            self._finish(ctx, source_G, G_ema, D, d_origin, base, shot_records, data_id, wall, images, replicas_identical, state)
+        accelerator.end_training()
+        accelerator.wait_for_everyone()
+        return self.output_dir
+
+    # ------------------------------------------------------------------ phases
+    def _sync_gradients(self, params, world: int) -> None:
+        if world > 1:
+            for p in params:
+                if p.grad is not None:
+                    torch.distributed.all_reduce(p.grad)
+                    p.grad /= world
+
+    def _d_step(self, ctx, real_raw, index, opt_d, step, world) -> dict[str, float]:
+        args, method, accelerator = self.args, self.method, ctx.accelerator
+        opt_d.zero_grad(set_to_none=True)
+        with accelerator.autocast():
+            z = method.sample_latents(ctx, args.batch_size)
+            with torch.no_grad():
+                fake = ctx.G(z)
+            real = ctx.augment(real_raw)
+            real_logits, real_feats = method.discriminate(ctx, real, real=True, step=step)
+            fake_logits, fake_feats = method.discriminate(ctx, ctx.augment(fake.detach()), real=False, step=step)
+            batch = StepBatch("D", step, real=real, real_raw=real_raw, real_indices=index, z=z, fake=fake,
+                              real_logits=real_logits, fake_logits=fake_logits,
+                              real_d_features=real_feats, fake_d_features=fake_feats)
+            loss = d_logistic_loss(real_logits, fake_logits)
+            extras = method.discriminator_loss(ctx, batch)
+            values = {"loss_d_adv": loss.item()}
+            for key, term in extras.items():
+                loss = loss + term
+                values[key] = term.item()
+            if args.r1_gamma > 0 and step % args.r1_every == 0:
+                real_r1 = real_raw.detach().requires_grad_(True)
+                logits = ctx.D(ctx.augment(real_r1))
+                r1 = r1_penalty(logits, real_r1)
+                loss = loss + args.r1_gamma / 2 * r1 * args.r1_every
+                values["r1"] = r1.item()
+        values["loss_d"] = loss.item()
+        accelerator.backward(loss)
+        self._sync_gradients(ctx.D.parameters(), world)
+        method.after_backward(ctx, "D")
+        opt_d.step()
+        method.after_optimizer_step(ctx, "D")
+        return values
+
+    def _g_step(self, ctx, opt_g, step, world) -> dict[str, float]:
+        args, method, accelerator = self.args, self.method, ctx.accelerator
+        opt_g.zero_grad(set_to_none=True)
+        with accelerator.autocast():
+            z = method.sample_latents(ctx, args.batch_size)
+            fake, g_feats = ctx.G(z, return_features=True)
+            batch = StepBatch("G", step, z=z, fake=fake, fake_features=g_feats)
+            loss = torch.zeros((), device=accelerator.device)
+            values = {}
+            if method.uses_discriminator and method.adversarial_weight:
+                fake_logits, fake_d_feats = method.discriminate(ctx, ctx.augment(fake), real=False, step=step)
+                batch.fake_logits, batch.fake_d_features = fake_logits, fake_d_feats
+                adv = g_nonsaturating_loss(fake_logits)
+                loss = loss + method.adversarial_weight * adv
+                values["loss_g_adv"] = adv.item()
+            for key, term in method.generator_loss(ctx, batch).items():
+                loss = loss + term
+                values[key] = term.item()
+        values["loss_g"] = loss.item()
+        accelerator.backward(loss)
+        self._sync_gradients(ctx.G.parameters(), world)
+        method.after_backward(ctx, "G")
+        opt_g.step()
+        method.after_optimizer_step(ctx, "G")
+        return values
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_checkpoint(self, accelerator, step: int) -> None:
+        final = self.output_dir / f"{CHECKPOINT_PREFIX}{step}"
+        tmp = self.output_dir / f".{CHECKPOINT_PREFIX}{step}.tmp"
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            write_json(tmp / "trainer_state.json", {"step": step, "fsgen_hub_version": __version__})
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)  # a checkpoint folder exists only once complete
+            kept = sorted(self.output_dir.glob(f"{CHECKPOINT_PREFIX}*"), key=lambda p: int(p.name.split("-")[-1]))
+            for old in kept[: -self.args.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+
+    def _check_replicas(self, accelerator, G) -> bool | None:
+        if accelerator.num_processes == 1:
+            return None
+        digest = torch.tensor([int(_weights_digest(accelerator.unwrap_model(G))[:15], 16)], dtype=torch.float64,
+                              device=accelerator.device)
+        gathered = accelerator.gather(digest)
+        identical = bool((gathered == gathered[0]).all())
+        if not identical:
+            raise FsgenError("the processes ended with different generator weights: please report this bug")
+        return identical
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate(self, ctx, G_ema, step, state) -> None:
+        args = self.args
+        if not args.eval_metrics or not ctx.accelerator.is_main_process:
+            return
+        from fsgen_hub.metrics import evaluate
+
+        names = [m.strip() for m in args.eval_metrics.split(",") if m.strip()]
+        reference = args.eval_reference if args.eval_reference else ctx.train_images
+        results = evaluate(G_ema, reference, names, num_samples=args.eval_num_samples, shots=ctx.train_images,
+                           seed=args.seed, device=ctx.accelerator.device, step=step,
+                           output_jsonl=self.output_dir / "metrics.jsonl")
+        for result in results:
+            ctx.accelerator.log({f"eval/{result.metric}": result.value}, step=step)
+            if args.select_best and result.metric == args.select_best:
+                if state["best"] is None or result.value < state["best"]["value"]:
+                    state["best"] = {"metric": result.metric, "value": result.value, "step": step,
+                                     "weights": {k: v.detach().cpu().clone() for k, v in G_ema.state_dict().items()}}
+
+    # ------------------------------------------------------------------ outputs
+    def _finish(self, ctx, source_G, G_ema, D, d_origin, base, shot_records, data_id, wall, images, replicas, state):
+        args, method, out = self.args, self.method, self.output_dir
+        best = state.get("best")
+        if best is not None:
+            G_ema.load_state_dict(best["weights"])
+        final_G = method.export(ctx, G_ema).eval()
+        device = ctx.accelerator.device
+        fixed = source_G.make_latents(8, seed=args.seed)
+        adapted = final_G.sample(16, z=source_G.make_latents(16, seed=args.seed), seed=args.seed, output_type="pt", device=device)
+        save_image_grid(adapted, out / "samples.png")
+        artifacts = {"samples": "samples.png", "shots": "shots.png"}
+        save_image_grid((images[:16] + 1) / 2, out / "shots.png", nrow=min(len(images), 10))
+        if not self.from_scratch:
+            pair = torch.cat([source_G.sample(8, z=fixed, seed=args.seed, output_type="pt"),
+                              final_G.sample(8, z=fixed, seed=args.seed, output_type="pt", device=device)])
+            save_image_grid(pair, out / "source_vs_adapted.png", nrow=8)
+            artifacts["source_vs_adapted"] = "source_vs_adapted.png"
+        artifacts.update(method.write_artifacts(ctx, out) or {})
+        lineage = {
+            "fsgen_hub_version": __version__,
+            "kind": "trained" if self.from_scratch else "adapted",
+            "base_model": base,
+            "data": {"id": data_id, "shots": len(shot_records), "shot_seed": args.shot_seed,
+                     "image_column": args.image_column, "files": shot_records},
+            "training": {
+                "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+                "mixed_precision": args.mixed_precision, "num_processes": ctx.accelerator.num_processes,
+                "replicas_identical": replicas, "wall_time_s": round(wall, 1),
+                "hardware": hardware_description(ctx.accelerator), "discriminator": d_origin,
+                "augment": args.augment, "args": args.to_dict(),
+            },
+            "artifacts": artifacts,
+        }
+        if not self.from_scratch:
+            lineage["method"] = {"name": method.name, "config": method.config.to_dict(), "paper": method.paper,
+                                 "description": method.description}
+        if best is not None:
+            lineage["best_checkpoint"] = {"metric": best["metric"], "value": best["value"], "step": best["step"],
+                                          "used_evaluation_set": True}
+        final_D = ctx.accelerator.unwrap_model(D)
+        final_G.save_pretrained(out, discriminator=final_D, lineage=lineage)
+        try:
+            from fsgen_hub import cards
+        except ImportError:
+            cards = None
+        if cards is not None:
+            cards.write_model_card(out)
+        if args.push_to_hub:
+            if cards is None:
+                raise FsgenError("--push-to-hub needs fsgen_hub.cards")
+            url = cards.push_folder(out, args.push_to_hub)
+            print(f"pushed to {url}")
+
+
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> None:
+    with torch.no_grad():
+        for p_ema, p in zip(ema.parameters(), model.parameters()):
+            p_ema.lerp_(p.detach(), 1 - beta)
+        for b_ema, b in zip(ema.buffers(), model.buffers()):
+            b_ema.copy_(b)
+
+
+def _progress(iterable, enabled: bool, initial: int, total: int):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, initial=initial, total=total, dynamic_ncols=True, desc="adapt")
+
+
+def _flat_config(args: TrainingArguments) -> dict:
+    flat = {}
+    for key, value in args.to_dict().items():
+        flat[key] = value if isinstance(value, (int, float, str, bool)) else json.dumps(value)
+    return flat
+
+
+def _zoo_license(model_id: str) -> str | None:
+    from fsgen_hub.zoo import ZOO
+
+    return ZOO[model_id].license if model_id in ZOO else None
+
+
+def _zoo_terms(model_id: str) -> str | None:
+    from fsgen_hub.zoo import ZOO
+
+    return ZOO[model_id].data_terms or None if model_id in ZOO else None
+
+
+def default_output_dir(args: TrainingArguments) -> str:
+    target = Path(str(args.data)).name if args.data else "emoji"
+    name = args.architecture and f"train-{args.architecture}" or (args.method or DEFAULT_METHOD)
+    return str(Path("runs") / f"{name}-{target}")
