@@ -209,6 +209,10 @@ class AdaptationTrainer:
                     values.update(self._d_step(ctx, real_raw, index, opt_d, step, world))
                 if opt_g is not None:
                     values.update(self._g_step(ctx, opt_g, step, world))
+            if world > 1:  # like DDP's broadcast_buffers: BN running stats follow rank 0
+                for module in (G, D):
+                    for buffer in module.buffers():
+                        torch.distributed.broadcast(buffer, 0)
             _ema_update(G_ema, accelerator.unwrap_model(G), ema_beta)
             for key, value in values.items():
                 if not math.isfinite(value):
@@ -240,8 +244,8 @@ class AdaptationTrainer:
         accelerator.wait_for_everyone()
         if main:
             self._finish(ctx, source_G, G_ema, D, d_origin, base, shot_records, data_id, wall, images, replicas_identical, state)
-        accelerator.end_training()
         accelerator.wait_for_everyone()
+        accelerator.end_training()  # also tears down the process group
         return self.output_dir
 
     # ------------------------------------------------------------------ phases
