@@ -114,6 +114,7 @@ class AdaptContext:
     step: int = 0
     log: Callable[[dict[str, float]], None] = lambda values: None
     output_dir: Any = None                      # pathlib.Path of the run
+    optimizers: dict[str, Any] = field(default_factory=dict)  # {"G": opt, "D": opt} once built
     _frozen: dict[str, nn.Module] = field(default_factory=dict)
 
     @property

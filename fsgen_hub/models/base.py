@@ -32,7 +32,10 @@ class FilterLayer:
     ``coupled`` lists other parameters/buffers indexed by the same output filter along the given
     axis (bias, BN affine and running stats...) so that slimming and masking treat them together.
     ``modulation`` is, for StyleGAN2 modulated convs, the affine that produces the per-input-channel
-    style of this layer (RICK/DAP include it in the filter's Fisher information).
+    style of this layer. ``consumers`` lists the downstream parameters that READ filter ``i``'s
+    output, as (name, axis): the next convs' input-channel slices and, for StyleGAN2, the style-affine
+    rows that scale that input. Zeroing a filter together with its consumer slices removes it exactly,
+    so a masked model and a physically slimmed one compute the same images.
     """
 
     name: str
@@ -43,6 +46,7 @@ class FilterLayer:
     resolution: int
     coupled: list[tuple[str, int]] = field(default_factory=list)
     modulation: nn.Module | None = None
+    consumers: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def num_filters(self) -> int:

@@ -93,8 +93,10 @@ class DCGANGenerator(BaseGenerator):
                 if idx + 1 < len(modules) and isinstance(modules[idx + 1], nn.BatchNorm2d):
                     bn = f"main.{idx + 1}"
                     coupled = [(f"{bn}.weight", 0), (f"{bn}.bias", 0), (f"{bn}.running_mean", 0), (f"{bn}.running_var", 0)]
-                # ConvTranspose2d weight is (in, out, k, k): output filters on axis 1
-                layers.append(FilterLayer(f"main.{idx}", m, m.weight, out_dim=1, in_dim=0, resolution=res, coupled=coupled))
+                nxt = next(j for j in range(idx + 1, len(modules)) if isinstance(modules[j], nn.ConvTranspose2d))
+                # ConvTranspose2d weight is (in, out, k, k): output filters on axis 1, inputs on axis 0
+                layers.append(FilterLayer(f"main.{idx}", m, m.weight, out_dim=1, in_dim=0, resolution=res, coupled=coupled,
+                                          consumers=[(f"main.{nxt}.weight", 0)]))
                 res *= 2
         return layers
 

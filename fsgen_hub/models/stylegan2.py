@@ -291,12 +291,21 @@ class StyleGAN2Generator(BaseGenerator):
         return (skip, features) if return_features else skip
 
     def filter_layers(self) -> list[FilterLayer]:
-        layers = [FilterLayer("conv1", self.conv1, self.conv1.conv.weight, out_dim=1, in_dim=2, resolution=4,
-                              coupled=[("conv1.activate.bias", 0)], modulation=self.conv1.conv.modulation)]
-        for idx, styled in enumerate(self.convs):
-            res = 2 ** (3 + idx // 2)
-            layers.append(FilterLayer(f"convs.{idx}", styled, styled.conv.weight, out_dim=1, in_dim=2, resolution=res,
-                                      coupled=[(f"convs.{idx}.activate.bias", 0)], modulation=styled.conv.modulation))
+        names = ["conv1"] + [f"convs.{i}" for i in range(len(self.convs))]
+        modules = [self.conv1, *self.convs]
+        layers = []
+        for idx, (name, styled) in enumerate(zip(names, modules)):
+            readers = [names[idx + 1]] if idx + 1 < len(names) else []
+            if idx % 2 == 0:  # conv1 and every second conv of a block feed a toRGB
+                readers.append("to_rgb1" if idx == 0 else f"to_rgbs.{idx // 2 - 1}")
+            consumers = []
+            for reader in readers:
+                consumers += [(f"{reader}.conv.weight", 2), (f"{reader}.conv.modulation.weight", 0),
+                              (f"{reader}.conv.modulation.bias", 0)]
+            res = 4 if idx == 0 else 2 ** (3 + (idx - 1) // 2)
+            layers.append(FilterLayer(name, styled, styled.conv.weight, out_dim=1, in_dim=2, resolution=res,
+                                      coupled=[(f"{name}.activate.bias", 0)], modulation=styled.conv.modulation,
+                                      consumers=consumers))
         return layers
 
 

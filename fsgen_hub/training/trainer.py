@@ -181,6 +181,7 @@ class AdaptationTrainer:
         prepared = prepared if isinstance(prepared, (list, tuple)) else [prepared]
         opt_g = prepared[0] if opt_g is not None else None
         opt_d = prepared[-1] if opt_d is not None else None
+        ctx.optimizers = {k: o for k, o in (("G", opt_g), ("D", opt_d)) if o is not None}
         state = {"step": 0, "best": None}
         accelerator.register_for_checkpointing(G, D, G_ema)
         accelerator.register_for_checkpointing(_StateHolder(method.state_dict, method.load_state_dict))
