@@ -25,6 +25,8 @@ def run(args) -> int:
     from fsgen_hub.training.arguments import from_namespace
     from fsgen_hub.training.trainer import AdaptationTrainer
 
+    if args.data is None and not args.eval_metrics:  # the embedded demo reports weight-free metrics
+        args.eval_metrics = "swd,msssim_diversity,memorization"
     trainer = AdaptationTrainer(from_namespace(args))
     out = trainer.train()
     report(out)

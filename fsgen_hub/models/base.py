@@ -55,6 +55,8 @@ class FilterLayer:
 
 class BaseGenerator(nn.Module, HubModel):
     role = "generator"
+    # Adam settings the trainer uses unless told otherwise (the architecture's own training recipe)
+    optimizer_defaults = {"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.99}
 
     @property
     def z_dim(self) -> int:

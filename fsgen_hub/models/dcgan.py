@@ -51,6 +51,7 @@ class DCGANGenerator(BaseGenerator):
 
     architecture = "dcgan"
     config_class = DCGANConfig
+    optimizer_defaults = {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999}  # Radford et al.
 
     def __init__(self, config: DCGANConfig | None = None):
         super().__init__()

@@ -25,10 +25,10 @@ class TrainingArguments:
     method_options: dict[str, Any] = field(default_factory=dict, **_help("method config as JSON or key=value pairs"))
     steps: int = field(default=300, **_help("training iterations"))
     batch_size: int = field(default=8, **_help("images per step and process"))
-    lr_g: float = field(default=2e-3, **_help("generator learning rate (Adam)"))
-    lr_d: float = field(default=2e-3, **_help("discriminator learning rate (Adam)"))
-    beta1: float = field(default=0.0, **_help("Adam beta1 (StyleGAN2 uses 0)"))
-    beta2: float = field(default=0.99, **_help("Adam beta2"))
+    lr_g: float | None = field(default=None, **_help("generator learning rate (Adam); default per architecture: StyleGAN2 2e-3, DCGAN 2e-4"))
+    lr_d: float | None = field(default=None, **_help("discriminator learning rate (Adam); default as --lr-g"))
+    beta1: float | None = field(default=None, **_help("Adam beta1; default StyleGAN2 0, DCGAN 0.5"))
+    beta2: float | None = field(default=None, **_help("Adam beta2; default StyleGAN2 0.99, DCGAN 0.999"))
     r1_gamma: float = field(default=1.0, **_help("R1 weight on real images (0 disables)"))
     r1_every: int = field(default=16, **_help("lazy R1: apply every N steps with its weight scaled by N"))
     ema_half_life: float | None = field(default=None, **_help("EMA half-life of the generator in steps (default: 5% of --steps)"))
@@ -60,8 +60,14 @@ class TrainingArguments:
                 raise FsgenError(f"--{name.replace('_', '-')} must be at least 1")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise FsgenError("--mixed-precision must be no, fp16 or bf16")
-        if self.lr_g <= 0 or self.lr_d <= 0:
+        if (self.lr_g is not None and self.lr_g <= 0) or (self.lr_d is not None and self.lr_d <= 0):
             raise FsgenError("learning rates must be positive")
+
+    def fill_optimizer_defaults(self, defaults: dict[str, float]) -> None:
+        """Unset optimizer settings take the architecture's defaults (equalized-lr StyleGAN2 vs DCGAN)."""
+        for name in ("lr_g", "lr_d", "beta1", "beta2"):
+            if getattr(self, name) is None:
+                setattr(self, name, defaults[name])
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

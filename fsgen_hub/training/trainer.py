@@ -153,6 +153,7 @@ class AdaptationTrainer:
         main = accelerator.is_main_process
         torch.manual_seed(args.seed)
         G, D, d_origin, base = self._build_models()
+        args.fill_optimizer_defaults(G.optimizer_defaults)
         images, shot_records, data_id = load_images(
             args.data, G.resolution, shots=args.shots, shot_seed=args.shot_seed, image_column=args.image_column, return_id=True
         )

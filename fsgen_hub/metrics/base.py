@@ -1,0 +1,154 @@
+"""Metric registry (NVlabs metric_main style): names encode the protocol, results record it.
+
+``evaluate(model, reference, metrics, ...)`` generates samples once, runs each metric, appends one
+JSON line per result to ``<model folder>/metrics.jsonl`` (or ``output_jsonl``) and returns them.
+"""
+from __future__ import annotations
+
+import datetime
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from fsgen_hub.errors import FsgenError
+
+
+@dataclass
+class MetricResult:
+    metric: str
+    value: float
+    protocol: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+    step: int | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["timestamp"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        return record
+
+
+@dataclass
+class MetricSpec:
+    name: str
+    fn: Callable[..., MetricResult]   # fn(fake, reference, shots, generator=..., options) -> MetricResult
+    num_samples: int                  # default generated images for this protocol
+    description: str
+    needs_weights: bool = False
+
+
+_METRICS: dict[str, MetricSpec] = {}
+
+
+def register_metric(name: str, fn, num_samples: int, description: str, needs_weights: bool = False) -> None:
+    _METRICS[name] = MetricSpec(name, fn, num_samples, description, needs_weights)
+
+
+def list_metrics() -> dict[str, MetricSpec]:
+    from fsgen_hub.metrics import diversity, fid_kid, intra_lpips, memorization, swd  # noqa: F401 (registration)
+
+    return dict(sorted(_METRICS.items()))
+
+
+ALIASES = {"fid": "fid5k", "kid": "kid5k", "intra_lpips": "intra_lpips1k", "diversity": "msssim_diversity",
+           "lpips": "intra_lpips1k"}
+
+
+def resolve_metric(name: str) -> MetricSpec:
+    metrics = list_metrics()
+    name = ALIASES.get(name, name)
+    if name in metrics:
+        return metrics[name]
+    match = re.fullmatch(r"(fid|kid|intra_lpips|swd)(\d+)k", name)
+    if match and f"{match.group(1)}5k" in metrics or match and f"{match.group(1)}1k" in metrics:
+        base = next(m for m in metrics if m.startswith(match.group(1)))
+        spec = metrics[base]
+        return MetricSpec(name, spec.fn, int(match.group(2)) * 1000, spec.description, spec.needs_weights)
+    raise FsgenError(f"unknown metric {name!r}; available: {', '.join(metrics)} (aliases: {', '.join(ALIASES)})")
+
+
+def _as_images(source, resolution: int) -> tuple[torch.Tensor, str]:
+    """A tensor in [0, 1] (N, 3, R, R) from a tensor in [-1, 1] or any --data source."""
+    if isinstance(source, torch.Tensor):
+        images = source.detach().float().cpu()
+        return ((images.clamp(-1, 1) + 1) / 2), f"tensor[{len(images)}]"
+    from fsgen_hub.training.data import load_images
+
+    images, _, data_id = load_images(source, resolution, return_id=True)
+    return (images + 1) / 2, data_id
+
+
+@torch.no_grad()
+def generate(G, num: int, seed: int, batch_size: int, device) -> torch.Tensor:
+    return G.sample(num, seed=seed, batch_size=batch_size, device=device, output_type="pt", noise_mode="random")
+
+
+def evaluate(
+    model,
+    reference,
+    metrics: list[str] | str,
+    num_samples: int | None = None,
+    shots=None,
+    seed: int = 0,
+    batch_size: int = 32,
+    device=None,
+    output_jsonl: str | Path | None = None,
+    step: int | None = None,
+    exclude_from_reference=None,
+    options: dict | None = None,
+) -> list[MetricResult]:
+    """Compute ``metrics`` for a generator (or model id/folder) against ``reference`` images."""
+    from fsgen_hub.hub import AutoGenerator
+    from fsgen_hub.io import append_jsonl
+
+    names = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
+    specs = [resolve_metric(name) for name in names]
+    model_name = None
+    if not isinstance(model, torch.nn.Module):
+        model_name = str(model)
+        G = AutoGenerator.from_pretrained(model)
+        if output_jsonl is None and Path(model_name).is_dir():
+            output_jsonl = Path(model_name) / "metrics.jsonl"
+    else:
+        G = model
+        model_name = getattr(G, "source_info", {}).get("model_id") if hasattr(G, "source_info") else None
+    device = torch.device(device) if device is not None else G.device
+    ref_images, ref_id = _as_images(reference, G.resolution)
+    if exclude_from_reference is not None:
+        ref_images = drop_near_duplicates(ref_images, _as_images(exclude_from_reference, G.resolution)[0])
+    shot_images = _as_images(shots, G.resolution)[0] if shots is not None else None
+    needed = max(num_samples or spec.num_samples for spec in specs)
+    fake = generate(G, needed, seed, batch_size, device)
+    results = []
+    for spec in specs:
+        n = num_samples or spec.num_samples
+        result = spec.fn(fake[:n], ref_images, shot_images, **(options or {}))
+        result.metric = spec.name if num_samples is None else _rename(spec.name, n)
+        result.protocol.update({"num_samples": n, "num_reference": len(ref_images), "reference": ref_id,
+                                "resolution": G.resolution, "seed": seed})
+        result.model, result.step = model_name, step
+        results.append(result)
+        if output_jsonl is not None:
+            append_jsonl(output_jsonl, result.to_record())
+    return results
+
+
+def _rename(name: str, n: int) -> str:
+    """Keep the protocol honest in the name: fid5k evaluated on 1,000 samples is fid1k."""
+    match = re.fullmatch(r"(fid|kid|intra_lpips)(\d+)k", name)
+    if match and n % 1000 == 0:
+        return f"{match.group(1)}{n // 1000}k"
+    if match:
+        return f"{match.group(1)}_{n}"
+    return name
+
+
+def drop_near_duplicates(reference: torch.Tensor, exclude: torch.Tensor, tol: float = 0.02) -> torch.Tensor:
+    """Reference images without those matching ``exclude`` by content (mean abs pixel distance < tol)."""
+    size = 32
+    small = lambda x: torch.nn.functional.interpolate(x, size=(size, size), mode="area").flatten(1)  # noqa: E731
+    distances = torch.cdist(small(reference), small(exclude), p=1) / (3 * size * size)
+    return reference[distances.min(1).values >= tol]
