@@ -115,6 +115,7 @@ class AdaptContext:
     log: Callable[[dict[str, float]], None] = lambda values: None
     output_dir: Any = None                      # pathlib.Path of the run
     optimizers: dict[str, Any] = field(default_factory=dict)  # {"G": opt, "D": opt} once built
+    discriminator_origin: str = "source"        # "fresh" when the source shipped no discriminator
     _frozen: dict[str, nn.Module] = field(default_factory=dict)
 
     @property

@@ -141,3 +141,7 @@ class BaseDiscriminator(nn.Module, HubModel):
 
     def forward(self, images, return_features: bool = False):
         raise NotImplementedError
+
+    def blocks(self) -> list[list[tuple[str, nn.Parameter]]]:
+        """Named parameters grouped by block, from the image input to the logits (FreezeD counts these)."""
+        raise NotImplementedError

@@ -128,6 +128,14 @@ class DCGANDiscriminator(BaseDiscriminator):
     def resolution(self) -> int:
         return self.config.resolution
 
+    def blocks(self) -> list[list[tuple[str, nn.Parameter]]]:
+        blocks: list[list[tuple[str, nn.Parameter]]] = []
+        for idx, layer in enumerate(self.main):
+            if isinstance(layer, nn.Conv2d):
+                blocks.append([])
+            blocks[-1] += [(f"main.{idx}.{name}", p) for name, p in layer.named_parameters()]
+        return blocks
+
     def forward(self, images, return_features: bool = False):
         x = images
         features: OrderedDict[str, torch.Tensor] = OrderedDict()

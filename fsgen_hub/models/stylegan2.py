@@ -361,6 +361,12 @@ class StyleGAN2Discriminator(BaseDiscriminator):
     def resolution(self) -> int:
         return self.config.resolution
 
+    def blocks(self) -> list[list[tuple[str, nn.Parameter]]]:
+        blocks = [[(f"convs.{i}.{n}", p) for n, p in block.named_parameters()] for i, block in enumerate(self.convs)]
+        blocks.append([(f"final_conv.{n}", p) for n, p in self.final_conv.named_parameters()])
+        blocks.append([(f"final_linear.{n}", p) for n, p in self.final_linear.named_parameters()])
+        return blocks
+
     def forward(self, images, return_features: bool = False):
         features: OrderedDict[str, torch.Tensor] = OrderedDict()
         out = images

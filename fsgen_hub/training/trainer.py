@@ -168,7 +168,7 @@ class AdaptationTrainer:
 
         ctx = AdaptContext(G=G, D=D, G_ema=G, accelerator=accelerator, args=args,
                            train_images=images.to(accelerator.device), augment=augment, log=log,
-                           output_dir=self.output_dir)
+                           output_dir=self.output_dir, discriminator_origin=d_origin)
         torch.manual_seed(args.seed)
         method.prepare(ctx)
         G, D = ctx.G, ctx.D
