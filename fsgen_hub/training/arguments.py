@@ -100,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()
         if f.name in exclude:
             continue
         flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
+        help_text = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
         if f.name in ("method_options", "model_config"):
             parser.add_argument(flag, action="append", default=None, metavar="K=V|JSON", help=help_text)
             continue

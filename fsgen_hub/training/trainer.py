@@ -456,6 +456,12 @@ def _zoo_terms(model_id: str) -> str | None:
 
 
 def default_output_dir(args: TrainingArguments) -> str:
+    """runs/<method>-<target>, or the first free runs/<method>-<target>-N so a repeated run never collides;
+    with --resume, the newest existing one."""
     target = Path(str(args.data)).name if args.data else "emoji"
     name = args.architecture and f"train-{args.architecture}" or (args.method or DEFAULT_METHOD)
-    return str(Path("runs") / f"{name}-{target}")
+    base = Path("runs") / f"{name}-{target}"
+    newest, index = None, 1
+    while (candidate := base if index == 1 else base.with_name(f"{base.name}-{index}")).exists():
+        newest, index = candidate, index + 1
+    return str(newest or base) if args.resume else str(candidate)
