@@ -161,3 +161,16 @@ def test_evaluate_api_on_a_generator(tiny_dcgan):
     ref = torch.rand(8, 3, 16, 16) * 2 - 1
     results = evaluate(G, ref, ["swd", "msssim_diversity"], num_samples=32)
     assert {r.metric for r in results} == {"swd", "msssim_diversity"} and all(r.protocol["resolution"] == 16 for r in results)
+
+
+def test_evaluate_fails_on_missing_weights_before_generating_anything(monkeypatch, tmp_path, tiny_dcgan):
+    from fsgen_hub.metrics import evaluate
+
+    monkeypatch.delenv("FSGEN_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    G, _ = tiny_dcgan
+    calls = []
+    monkeypatch.setattr(type(G), "sample", lambda self, *a, **k: calls.append(1))
+    with pytest.raises(MissingWeightsError, match="FSGEN_INCEPTION_WEIGHTS"):
+        evaluate(G, torch.rand(4, 3, 16, 16), ["swd", "fid5k"], output_jsonl=tmp_path / "m.jsonl")
+    assert calls == [] and not (tmp_path / "m.jsonl").exists()

@@ -38,13 +38,14 @@ class MetricSpec:
     num_samples: int                  # default generated images for this protocol
     description: str
     needs_weights: bool = False
+    check: Callable[..., Any] | None = None  # check(**options): raises MissingWeightsError before any sampling
 
 
 _METRICS: dict[str, MetricSpec] = {}
 
 
-def register_metric(name: str, fn, num_samples: int, description: str, needs_weights: bool = False) -> None:
-    _METRICS[name] = MetricSpec(name, fn, num_samples, description, needs_weights)
+def register_metric(name: str, fn, num_samples: int, description: str, needs_weights: bool = False, check=None) -> None:
+    _METRICS[name] = MetricSpec(name, fn, num_samples, description, needs_weights, check)
 
 
 def list_metrics() -> dict[str, MetricSpec]:
@@ -66,7 +67,7 @@ def resolve_metric(name: str) -> MetricSpec:
     if match and f"{match.group(1)}5k" in metrics or match and f"{match.group(1)}1k" in metrics:
         base = next(m for m in metrics if m.startswith(match.group(1)))
         spec = metrics[base]
-        return MetricSpec(name, spec.fn, int(match.group(2)) * 1000, spec.description, spec.needs_weights)
+        return MetricSpec(name, spec.fn, int(match.group(2)) * 1000, spec.description, spec.needs_weights, spec.check)
     raise FsgenError(f"unknown metric {name!r}; available: {', '.join(metrics)} (aliases: {', '.join(ALIASES)})")
 
 
@@ -106,6 +107,9 @@ def evaluate(
 
     names = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
     specs = [resolve_metric(name) for name in names]
+    for spec in specs:  # fail on missing weights before minutes of sampling, not after
+        if spec.check is not None:
+            spec.check(**(options or {}))
     model_name = None
     if not isinstance(model, torch.nn.Module):
         model_name = str(model)

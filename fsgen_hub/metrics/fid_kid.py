@@ -121,5 +121,12 @@ def kid(fake, reference, shots=None, inception_weights=None, feature_extractor=N
     return MetricResult("kid", mean, protocol={**record, "subset_size": size, "subsets": 100}, details={"std": std})
 
 
-register_metric("fid5k", fid, 5000, "Fréchet Inception distance, 5k samples vs the full reference set", needs_weights=True)
-register_metric("kid5k", kid, 5000, "kernel Inception distance (unbiased MMD^2), 5k samples", needs_weights=True)
+def _check_weights(inception_weights=None, feature_extractor=None, **_) -> None:
+    if feature_extractor is None:
+        inception_weights_path(inception_weights)
+
+
+register_metric("fid5k", fid, 5000, "Fréchet Inception distance, 5k samples vs the full reference set", needs_weights=True,
+                check=_check_weights)
+register_metric("kid5k", kid, 5000, "kernel Inception distance (unbiased MMD^2), 5k samples", needs_weights=True,
+                check=_check_weights)

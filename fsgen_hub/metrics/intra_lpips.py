@@ -87,4 +87,10 @@ def intra_lpips(fake, reference=None, shots=None, net: str = "vgg", lpips_weight
                         details={"cluster_sizes": sizes})
 
 
-register_metric("intra_lpips1k", intra_lpips, 1000, "CDC intra-cluster LPIPS (higher is more diverse)", needs_weights=True)
+def _check_weights(net: str = "vgg", lpips_weights=None, random_backbone: bool = False, **_) -> None:
+    if not random_backbone:
+        backbone_path(net, lpips_weights)
+
+
+register_metric("intra_lpips1k", intra_lpips, 1000, "CDC intra-cluster LPIPS (higher is more diverse)", needs_weights=True,
+                check=_check_weights)
