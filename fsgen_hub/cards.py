@@ -1,0 +1,652 @@
+"""Model cards rendered from a model folder alone, and publishing a folder to the Hub in one commit.
+
+``write_model_card(dir)`` reads ``config.json``, ``lineage.json``, ``metrics.jsonl`` and the images
+of a model folder (see docs/CONTRACTS.md) and writes ``README.md``: Hub metadata through
+``huggingface_hub.ModelCardData`` (licence inherited from the base model, ``base_model``,
+``datasets``, a ``model-index`` holding every metric result) and a body rendered from
+``assets/model_cards/template.md``.
+
+A generated card ends with a marker holding the SHA-256 of everything above it. A card whose
+digest still matches was not edited, so ``push_folder``/``fsgen push`` may regenerate it (to put the
+repo id into the usage snippet and show the latest metrics); a card edited by hand is pushed as it is.
+
+``push_folder(dir, repo_id)`` uploads the publishable files (not ``checkpoint-*``, ``logs/``,
+``grids/``, dot-files or temporary files) in ONE commit through ``HfApi.create_commit``, and turns
+every huggingface_hub/network failure into a one-line ``FsgenError`` that never contains the token.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fsgen_hub import __version__
+from fsgen_hub.errors import FsgenError, ModelNotFoundError, OfflineError
+
+logger = logging.getLogger(__name__)
+
+CARD_NAME = "README.md"
+TEMPLATE_PATH = Path(__file__).resolve().parent / "assets" / "model_cards" / "template.md"
+LIBRARY_NAME = "fsgen_hub"
+PIPELINE_TAG = "unconditional-image-generation"
+TASK_NAME = "Unconditional Image Generation"
+
+# Licence ids the Hub accepts in metadata (https://huggingface.co/docs/hub/repositories-licenses); any other
+# licence becomes `license: other` + `license_name` so that the card still validates.
+HUB_LICENSES = frozenset({
+    "apache-2.0", "mit", "openrail", "bigscience-openrail-m", "creativeml-openrail-m",
+    "bigscience-bloom-rail-1.0", "bigcode-openrail-m", "afl-3.0", "artistic-2.0", "bsl-1.0", "bsd",
+    "bsd-2-clause", "bsd-3-clause", "bsd-3-clause-clear", "c-uda", "cc", "cc0-1.0", "cc-by-2.0",
+    "cc-by-2.5", "cc-by-3.0", "cc-by-4.0", "cc-by-sa-3.0", "cc-by-sa-4.0", "cc-by-nc-2.0", "cc-by-nc-3.0",
+    "cc-by-nc-4.0", "cc-by-nd-4.0", "cc-by-nc-nd-3.0", "cc-by-nc-nd-4.0", "cc-by-nc-sa-2.0",
+    "cc-by-nc-sa-3.0", "cc-by-nc-sa-4.0", "cdla-sharing-1.0", "cdla-permissive-1.0", "cdla-permissive-2.0",
+    "wtfpl", "ecl-2.0", "epl-1.0", "epl-2.0", "etalab-2.0", "eupl-1.1", "eupl-1.2", "agpl-3.0", "gfdl",
+    "gpl", "gpl-2.0", "gpl-3.0", "lgpl", "lgpl-2.1", "lgpl-3.0", "isc", "h-research", "intel-research",
+    "lppl-1.3c", "ms-pl", "apple-ascl", "apple-amlr", "mpl-2.0", "odc-by", "odbl", "openrail++", "osl-3.0",
+    "postgresql", "ofl-1.1", "ncsa", "unlicense", "zlib", "pddl", "lgpl-lr", "deepfloyd-if-license",
+    "llama2", "llama3", "llama3.1", "llama3.2", "llama3.3", "llama4", "gemma", "unknown", "other",
+})
+LICENSE_LINKS = {"nvidia-source-code-license-nc": "https://nvlabs.github.io/stylegan2/license.html"}
+
+# Run-folder content that is never published (CONTRACTS.md: a run folder is a model folder plus these).
+EXCLUDED_TOP_DIRS = ("logs", "grids")
+CHECKPOINT_PREFIX = "checkpoint-"
+EXCLUDED_SUFFIXES = (".tmp", ".pyc", ".lock", ".incomplete")
+
+_MARKER = "<!-- fsgen_hub generated card sha256={digest}: edit freely, an edited card is never regenerated -->"
+_MARKER_RE = re.compile(r"\n<!-- fsgen_hub generated card sha256=([0-9a-f]{64})[^\n]*-->\n?\Z")
+_HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
+_TOKEN_RE = re.compile(r"\bhf_[A-Za-z0-9]{8,}")
+_IMAGES = (  # (lineage artifact key, default file, title, caption)
+    ("samples", "samples.png", "Samples", "images of this generator for fixed latent codes (seed of the run)."),
+    ("source_vs_adapted", "source_vs_adapted.png", "Source vs adapted",
+     "top row: the base model; bottom row: this model, from the same latent codes."),
+    ("shots", "shots.png", "Training images", "the images the model was trained or adapted on."),
+)
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise FsgenError(f"{path} is not readable JSON ({str(exc).splitlines()[0]}): fix or regenerate it") from None
+
+
+def read_model_folder(model_dir: str | os.PathLike) -> tuple[dict, dict | None, list[dict]]:
+    """(config, lineage or None, metric records) of a model folder; FsgenError if it is not one."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelNotFoundError(f"no model folder at {model_dir}")
+    if not (model_dir / "config.json").is_file() or not (model_dir / "model.safetensors").is_file():
+        raise FsgenError(
+            f"{model_dir} is not an fsgen_hub model folder (it needs config.json and model.safetensors): "
+            "pass a folder written by `fsgen adapt`, `fsgen convert` or save_pretrained"
+        )
+    config = _read_json(model_dir / "config.json")
+    if not isinstance(config, dict) or not config.get("architecture"):
+        raise FsgenError(f"{model_dir / 'config.json'} names no architecture: it was not written by fsgen_hub")
+    if config.get("role", "generator") != "generator":
+        raise FsgenError(f"{model_dir} holds a {config.get('role')}, not a generator: publish the generator folder")
+    lineage = _read_json(model_dir / "lineage.json") if (model_dir / "lineage.json").is_file() else None
+    if lineage is not None and not isinstance(lineage, dict):
+        raise FsgenError(f"{model_dir / 'lineage.json'} must hold a JSON object")
+    records = []
+    metrics_path = model_dir / "metrics.jsonl"
+    if metrics_path.is_file():
+        for number, line in enumerate(metrics_path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                raise FsgenError(f"{metrics_path} line {number} is not JSON: fix or delete that line") from None
+            if not isinstance(record, dict) or not isinstance(record.get("metric"), str) or \
+                    isinstance(record.get("value"), bool) or not isinstance(record.get("value"), (int, float)):
+                raise FsgenError(f"{metrics_path} line {number} has no metric name and numeric value: fix or delete it")
+            records.append(record)
+    return config, lineage, records
+
+
+def published_metrics(records: list[dict], lineage: dict | None) -> list[dict]:
+    """The last record per metric name among those that describe the published weights.
+
+    A record made during training at step N describes the weights of step N. The folder holds the
+    weights of the final step, or of the selected best step: records of other steps are dropped.
+    Records without a step were made on the folder afterwards (``fsgen evaluate``) and always count.
+    """
+    lineage = lineage or {}
+    step = (lineage.get("best_checkpoint") or {}).get("step")
+    if step is None:
+        step = (lineage.get("training") or {}).get("steps")
+    last: dict[str, dict] = {}
+    for record in records:
+        if record.get("step") is None or step is None or record["step"] == step:
+            last.pop(record["metric"], None)  # re-insert: the table follows the order of the latest results
+            last[record["metric"]] = record
+    return list(last.values())
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+def _hub_id(value: Any, model_dir: Path) -> str | None:
+    """``value`` when it reads as a hub ``namespace/name`` id and is not a local path that exists."""
+    if not isinstance(value, str) or not _HUB_ID_RE.match(value) or ".." in value or value.endswith(".git"):
+        return None
+    if Path(value).exists() or (model_dir.parent / value).exists():
+        return None  # a relative folder such as runs/source, not a hub repo
+    return value
+
+
+def _display(value: Any, model_dir: Path) -> str:
+    """How an id or path is shown: hub ids as they are, local paths by their name only (no home paths)."""
+    if value is None or value == "":
+        return "an unrecorded source"
+    value = str(value)
+    if _hub_id(value, model_dir):
+        return f"`{value}`"
+    if value.startswith("tensor["):
+        return "the training shots"
+    if value.startswith(("/", "~", "\\")) or re.match(r"^[A-Za-z]:[\\/]", value):
+        return f"a local folder (`{Path(value).name}`)"  # absolute paths would publish the user's file tree
+    return f"`{value}`"
+
+
+def _license(lineage: dict | None) -> tuple[dict[str, str], str]:
+    """(metadata fields, sentence for the card) for the licence inherited from the base model."""
+    base = (lineage or {}).get("base_model") or {}
+    raw = base.get("license")
+    if not raw:
+        return {"license": "unknown"}, (
+            "The licence of the weights this model derives from is not recorded (no `base_model.license` in "
+            "lineage.json), so the metadata says `unknown`: check the origin of the weights and of the training "
+            "data before use or redistribution, and set a licence in this card."
+        )
+    slug = str(raw).strip().lower()
+    where = f" of the base model {_display(base.get('id'), Path('.'))}" if base.get("id") else " of the base model"
+    if slug in HUB_LICENSES:
+        return {"license": slug}, f"`{slug}`, inherited from the licence{where}."
+    name = re.sub(r"[^a-z0-9.-]+", "-", slug).strip("-") or "custom"
+    fields = {"license": "other", "license_name": name}
+    if slug in LICENSE_LINKS:
+        fields["license_link"] = LICENSE_LINKS[slug]
+    link = f" ({LICENSE_LINKS[slug]})" if slug in LICENSE_LINKS else ""
+    return fields, (
+        f"`{raw}`{link}, inherited from the licence{where}; it is not a Hub licence id, so the metadata says "
+        f"`license: other` with `license_name: {name}`. Its terms (e.g. non-commercial use) apply to this model."
+    )
+
+
+def _format_value(value: float) -> str:
+    return f"{value:.4g}" if math.isfinite(value) else str(value)
+
+
+def _reference(protocol: dict, model_dir: Path) -> tuple[str, str, str]:
+    """(dataset type, dataset name, display) of a metric's reference set."""
+    ref = protocol.get("reference")
+    hub = _hub_id(ref, model_dir)
+    if hub:
+        return hub, hub, f"`{hub}`"
+    if ref is None or str(ref).startswith("tensor["):
+        return "training-shots", "training shots", "the training shots"
+    name = Path(str(ref)).name or str(ref)
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "reference"
+    return slug, name, _display(ref, model_dir)
+
+
+def _eval_results(records: list[dict], model_dir: Path) -> tuple[list, list[dict]]:
+    """(EvalResult objects for the model-index, rows for the card's table)."""
+    from huggingface_hub import EvalResult
+
+    results, rows = [], []
+    for record in records:
+        protocol = record.get("protocol") or {}
+        value = float(record["value"])
+        extractor = protocol.get("feature_extractor")
+        weights = protocol.get("weights_sha256")
+        dataset_type, dataset_name, display = _reference(protocol, model_dir)
+        keys = ("num_samples", "num_reference", "resolution", "seed")
+        args = {k: protocol[k] for k in keys if protocol.get(k) is not None}
+        if weights:
+            args["weights_sha256"] = weights
+        if math.isfinite(value):  # the Hub's model-index takes numbers only
+            results.append(EvalResult(
+                task_type=PIPELINE_TAG, task_name=TASK_NAME, dataset_type=dataset_type, dataset_name=dataset_name,
+                metric_type=record["metric"], metric_value=value, metric_name=record["metric"],
+                metric_config=extractor or "none", metric_args=args or None,
+            ))
+        rows.append({
+            "metric": record["metric"], "value": _format_value(value),
+            "num_samples": protocol.get("num_samples", "?"), "reference": display,
+            "num_reference": protocol.get("num_reference", "?"),
+            "extractor": f"`{extractor}`" if extractor else "none (weight-free)",
+            "weights": f"`{weights[:12]}…`" if weights else "—",
+            "step": record.get("step") if record.get("step") is not None else "final",
+        })
+    return results, rows
+
+
+def _images(model_dir: Path, lineage: dict) -> list[dict]:
+    artifacts = lineage.get("artifacts") or {}
+    out = []
+    for key, default, title, caption in _IMAGES:
+        name = artifacts.get(key) or default
+        if (model_dir / name).is_file():
+            out.append({"file": name, "title": title, "caption": caption})
+    return out
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "not recorded"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds:.0f} s ({seconds / 60:.1f} min)" if seconds < 7200 else f"{seconds / 3600:.2f} h"
+
+
+def _training_rows(lineage: dict) -> list[tuple[str, Any]]:
+    training = lineage.get("training") or {}
+    if not training:
+        return []
+    rows = [("Steps", training.get("steps", "?")), ("Batch size", training.get("batch_size", "?")),
+            ("Seed", training.get("seed", "?")), ("Wall time", _duration(training.get("wall_time_s"))),
+            ("Hardware", training.get("hardware") or "not recorded")]
+    processes = training.get("num_processes")
+    if processes:
+        same = " (replicas checked identical)" if training.get("replicas_identical") else ""
+        rows.append(("Processes", f"{processes}{same}"))
+    if training.get("mixed_precision"):
+        rows.append(("Mixed precision", training["mixed_precision"]))
+    if training.get("augment"):
+        rows.append(("Augmentation", training["augment"]))
+    best = lineage.get("best_checkpoint")
+    if best:
+        rows.append(("Published weights", f"step {best.get('step')} (lowest {best.get('metric')}), not the last step"))
+    return rows
+
+
+def _data_section(lineage: dict, model_dir: Path) -> dict | None:
+    data = lineage.get("data") or {}
+    if not data:
+        return None
+    files = [f for f in data.get("files") or [] if isinstance(f, dict)]
+    shots = data.get("shots", len(files))
+    column = f", image column `{data['image_column']}`" if data.get("image_column") else ""
+    seed = f", drawn with shot seed {data['shot_seed']}" if data.get("shot_seed") is not None else ""
+    text = f"{shots} images from {_display(data.get('id'), model_dir)}{seed}{column}."
+    return {"text": text, "files": [{"name": f.get("name", "?"), "sha256": f.get("sha256", "?")} for f in files]}
+
+
+def _discriminator_text(model_dir: Path, lineage: dict) -> str:
+    if not (model_dir / "discriminator" / "model.safetensors").is_file():
+        return "not included"
+    origin = (lineage.get("training") or {}).get("discriminator") or lineage.get("discriminator")
+    how = {"source": ", adapted together with the generator from the base model's discriminator",
+           "fresh": ", trained from a fresh initialisation (the base model had none)",
+           "converted": ", converted with the generator"}.get(origin, "")
+    return f"included in `discriminator/`{how} (`AutoDiscriminator.from_pretrained`)"
+
+
+def _limitations(kind: str | None, lineage: dict) -> list[str]:
+    shots = (lineage.get("data") or {}).get("shots")
+    lines = [("Intended use: research on few-shot generative adaptation, comparisons between adaptation methods, "
+              "demos and teaching. It generates images from random latent codes; it takes no condition or prompt.")]
+    if kind == "adapted":
+        lines.append(f"Adapted from {shots if shots is not None else 'a few'} images: it covers little more than "
+                     "their variety and can reproduce them closely (memorization). Compare samples with the shots "
+                     "(`fsgen evaluate --metrics memorization`) before relying on its outputs.")
+    if kind == "trained":
+        lines.append("Trained from scratch on a small data set: expect low diversity and artefacts.")
+    lines += [
+        "It inherits the biases and the licence restrictions of its base model and of its training data.",
+        ("Do not present generated images as real photographs, or use them to impersonate or identify people; "
+         "generated faces can resemble real people of the training data."),
+        ("Metric values depend on their protocol (sample count, reference set, feature extractor): compare "
+         "them only with results computed under the same protocol."),
+    ]
+    return lines
+
+
+def render_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = None) -> str:
+    """The README.md text for ``model_dir`` (a complete card with YAML metadata); nothing is written."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    model_dir = Path(model_dir)
+    config, lineage_or_none, records = read_model_folder(model_dir)
+    lineage = lineage_or_none or {}
+    kind = lineage.get("kind") if lineage_or_none is not None else None
+    architecture = str(config["architecture"])
+    resolution = config.get("resolution", "?")
+    base = lineage.get("base_model") or {}
+    method = lineage.get("method") if kind == "adapted" else None
+    method = method if isinstance(method, dict) and method.get("name") else None
+    data = lineage.get("data") or {}
+    title = (repo_id or "").split("/")[-1] or model_dir.resolve().name
+
+    base_id = _hub_id(base.get("id"), model_dir) if kind in ("adapted", "converted") else None
+    dataset_id = _hub_id(data.get("id"), model_dir)
+    license_fields, license_text = _license(lineage_or_none)
+    tags = ["gan", LIBRARY_NAME, architecture]
+    if kind == "adapted":
+        tags[1:1] = ["few-shot"]
+        if method:
+            tags.append(str(method["name"]))
+    published = published_metrics(records, lineage_or_none)
+    eval_results, metric_rows = _eval_results(published, model_dir)
+    card_data = ModelCardData(
+        library_name=LIBRARY_NAME, pipeline_tag=PIPELINE_TAG, tags=tags, base_model=base_id,
+        datasets=[dataset_id] if dataset_id else None, model_name=title if eval_results else None,
+        eval_results=eval_results or None, **license_fields,
+    )
+    if base_id and kind == "adapted":
+        card_data["base_model_relation"] = "finetune"  # all weights derive from the base model's
+
+    base_disp = _display(base.get("id"), model_dir)
+    if base.get("commit"):
+        base_disp += f" (commit `{str(base['commit'])[:10]}`)"
+    elif base.get("revision"):
+        base_disp += f" (revision `{base['revision']}`)"
+    shots = data.get("shots", "?")
+    if kind == "adapted":
+        how = f" with **{method['name']}**" if method else ""
+        summary = (f"A {architecture} generator adapted from {base_disp} to {shots} images of "
+                   f"{_display(data.get('id'), model_dir)}{how}, made with fsgen_hub.")
+        kind_text = f"few-shot adaptation ({shots} shots)"
+    elif kind == "trained":
+        summary = f"A {architecture} generator trained from scratch on {shots} images of " \
+                  f"{_display(data.get('id'), model_dir)} with fsgen_hub."
+        kind_text = "trained from scratch"
+    elif kind == "converted":
+        summary = f"The {architecture} generator of {base_disp}, converted to the fsgen_hub format (weights unchanged)."
+        kind_text = "converted checkpoint"
+    else:
+        summary = f"A {architecture} generator in the fsgen_hub format. The folder has no lineage.json: how " \
+                  "it was made is not recorded."
+        kind_text = "not recorded (no lineage.json)"
+    conversion = None
+    if kind == "converted":
+        info = lineage.get("conversion") or {}
+        conversion = {"source_file": info.get("source_file") or base.get("id") or "?",
+                      "format": info.get("format"), "sha256": info.get("sha256")}
+    method_ctx = None
+    if method:
+        method_ctx = {"name": method["name"], "paper": method.get("paper"),
+                      "description": (method.get("description") or "").rstrip(".") + "." if method.get("description")
+                      else f"The `{method['name']}` adaptation method of fsgen_hub (`fsgen methods` describes it).",
+                      "config_json": json.dumps(method.get("config") or {}, indent=2, sort_keys=True, default=str)}
+    pruning = (lineage.get("artifacts") or {}).get("pruning_plot")
+    best = lineage.get("best_checkpoint")
+    best = best if isinstance(best, dict) and best.get("used_evaluation_set") else None
+    seeds = sorted({str((r.get("protocol") or {}).get("seed", "?")) for r in published})
+
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE_PATH),
+        title=title,
+        summary=summary,
+        repo_ref=repo_id or "REPO_ID",
+        repo_placeholder=repo_id is None,
+        folder_name=model_dir.name,
+        resolution=resolution,
+        z_dim=config.get("z_dim") or config.get("nz") or config.get("style_dim"),
+        architecture=architecture,
+        kind_text=kind_text,
+        base_text=base_disp if kind in ("adapted", "converted") else None,
+        discriminator_text=_discriminator_text(model_dir, lineage),
+        fsgen_version=config.get("fsgen_hub_version") or __version__,
+        images=_images(model_dir, lineage),
+        method=method_ctx,
+        pruning_plot=pruning if pruning and (model_dir / pruning).is_file() else None,
+        conversion=conversion,
+        training=_training_rows(lineage),
+        data=_data_section(lineage, model_dir),
+        metrics=metric_rows,
+        shots_reference=any(row["reference"] == "the training shots" for row in metric_rows),
+        metrics_seed=", ".join(seeds),
+        best=best,
+        license_text=license_text,
+        data_terms=base.get("data_terms") or lineage.get("data_terms"),
+        limitations=_limitations(kind, lineage),
+    )
+    core = str(card).rstrip("\n") + "\n"
+    return core + "\n" + _MARKER.format(digest=hashlib.sha256(core.encode("utf-8")).hexdigest()) + "\n"
+
+
+def write_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = None) -> Path:
+    """Render and (atomically) write ``model_dir/README.md``; returns its path. Overwrites an existing card."""
+    from fsgen_hub.io import atomic_path
+
+    text = render_model_card(model_dir, repo_id=repo_id)
+    path = Path(model_dir) / CARD_NAME
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+def is_unedited_generated_card(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a card written by fsgen_hub and not changed since (its digest still matches)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    match = _MARKER_RE.search(text)
+    return bool(match) and hashlib.sha256(text[: match.start()].encode("utf-8")).hexdigest() == match.group(1)
+
+
+def refresh_model_card(model_dir: str | os.PathLike, repo_id: str | None = None) -> str:
+    """Write the card when missing, regenerate it when it is an unedited generated one, keep it otherwise.
+
+    Returns "written", "refreshed" or "kept".
+    """
+    path = Path(model_dir) / CARD_NAME
+    if not path.is_file():
+        write_model_card(model_dir, repo_id=repo_id)
+        return "written"
+    if is_unedited_generated_card(path):
+        write_model_card(model_dir, repo_id=repo_id)
+        return "refreshed"
+    return "kept"
+
+
+# ---------------------------------------------------------------------------------------------- publishing
+def publishable_files(model_dir: str | os.PathLike) -> list[tuple[str, Path]]:
+    """(path in repo, local path) of what ``push_folder`` uploads, sorted."""
+    model_dir = Path(model_dir)
+    out = []
+    for root, dirs, files in os.walk(model_dir):
+        rel = Path(root).relative_to(model_dir)
+        top = rel == Path(".")
+        dirs[:] = sorted(
+            d for d in dirs
+            if not d.startswith(".") and d != "__pycache__"
+            and not (top and (d in EXCLUDED_TOP_DIRS or d.startswith(CHECKPOINT_PREFIX)))
+        )
+        for name in sorted(files):
+            if name.startswith(".") or name.endswith(EXCLUDED_SUFFIXES):
+                continue
+            path = Path(root) / name
+            if path.is_file():
+                out.append(((rel / name).as_posix(), path))
+    return out
+
+
+def _secrets(token: str | None) -> list[str]:
+    """Tokens that must not leak: the one passed and the one huggingface_hub would use by itself."""
+    found = [token] if token else []
+    with contextlib.suppress(Exception):  # a broken token store must not stop a push that passes a token
+        from huggingface_hub import get_token
+
+        stored = get_token()
+        if stored and stored not in found:
+            found.append(stored)
+    return [t for t in found if len(t) >= 8]  # too short to scan for without false alarms
+
+
+def scrub(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
+    """``text`` without the given secrets, bearer credentials or anything shaped like a hub token."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    text = re.sub(r"(?i)(bearer\s+)\S+", r"\1***", text)
+    return _TOKEN_RE.sub("hf_***", text)
+
+
+def _file_contains(path: Path, needle: bytes, chunk: int = 1 << 22) -> bool:
+    overlap = len(needle) - 1
+    with open(path, "rb") as f:
+        tail = b""
+        while block := f.read(chunk):
+            if needle in tail + block:
+                return True
+            tail = block[-overlap:] if overlap else b""
+    return False
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Network failures: huggingface_hub 2.x raises httpx2's, older versions httpx's or requests'."""
+    classes: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"),
+                         ("requests", "ConnectionError"), ("requests", "Timeout")):
+        with contextlib.suppress(ImportError, AttributeError):
+            classes.append(getattr(importlib.import_module(module), name))
+    return tuple(classes)
+
+
+@contextlib.contextmanager
+def _hub_errors(step: str, repo_id: str, secrets: list[str]) -> Iterator[None]:
+    """Turn what huggingface_hub or the network raises during ``step`` into a one-line FsgenError."""
+    from huggingface_hub import constants
+    from huggingface_hub import errors as hf_errors
+
+    endpoint = constants.ENDPOINT
+
+    def first_line(exc: BaseException) -> str:
+        text = getattr(exc, "server_message", None) or str(exc)
+        lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+        return scrub(lines[0] if lines else type(exc).__name__, secrets)[:200]
+
+    nothing = "nothing was published"
+    try:
+        yield
+    except hf_errors.OfflineModeIsEnabled:
+        raise OfflineError("the hub is in offline mode (HF_HUB_OFFLINE=1): unset it to push") from None
+    except hf_errors.HfHubHTTPError as exc:
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", None)
+        if status == 401:
+            raise FsgenError(
+                f"the hub at {endpoint} refused the credentials while {step} (401): pass --token, set HF_TOKEN "
+                "or run `hf auth login` with a write token"
+            ) from None
+        if status == 403:
+            raise FsgenError(
+                f"the token may not write to {repo_id!r} (403 while {step}): use a write token of that user or "
+                "organisation, or push to your own namespace"
+            ) from None
+        if isinstance(exc, hf_errors.RevisionNotFoundError):
+            raise FsgenError(f"{repo_id!r} has no such branch ({step}): check --revision") from None
+        if isinstance(exc, hf_errors.RepositoryNotFoundError) or status == 404:
+            raise FsgenError(
+                f"the hub has no repo {repo_id!r} visible to this token (404 while {step}): check the repo id and "
+                "the token's namespace"
+            ) from None
+        if status is not None and status >= 500:
+            raise FsgenError(
+                f"the hub at {endpoint} failed with HTTP {status} while {step} ({first_line(exc)}); {nothing} "
+                "(a commit is all-or-nothing): retry later"
+            ) from None
+        raise FsgenError(f"the hub refused {step} for {repo_id!r} (HTTP {status}: {first_line(exc)})") from None
+    except hf_errors.HFValidationError as exc:
+        raise FsgenError(f"invalid hub argument while {step}: {first_line(exc)}") from None
+    except ValueError as exc:  # create_commit raises ValueError when the hub rejects README.md's metadata
+        if "metadata" in str(exc).lower():
+            details = [line.lstrip("- ").strip() for line in str(exc).splitlines()[1:] if line.strip()]
+            why = scrub("; ".join(details) or str(exc).splitlines()[0], secrets)[:300]
+            raise FsgenError(
+                f"the hub rejected the metadata of README.md ({why}); {nothing}: fix the card, or delete it and "
+                "run `fsgen push` to regenerate it"
+            ) from None
+        raise FsgenError(f"unexpected answer from the hub at {endpoint} while {step}: {first_line(exc)}") from None
+    except _transport_errors() as exc:
+        raise OfflineError(
+            f"cannot reach the hub at {endpoint} while {step} ({type(exc).__name__}: {first_line(exc)}); {nothing}: "
+            "check the network, or HF_ENDPOINT if you use a mirror"
+        ) from None
+
+
+def push_folder(
+    model_dir: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    token: str | None = None,
+    commit_message: str | None = None,
+) -> str:
+    """Publish a model folder (with its README.md card) to ``repo_id`` in one commit; returns the repo URL.
+
+    The repo is created when missing (``private`` only applies then); ``revision`` names a branch,
+    created from main when missing. An unedited generated card is regenerated first so that its
+    usage snippet names ``repo_id``; an edited card is uploaded as it is.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi, constants
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    model_dir = Path(model_dir)
+    read_model_folder(model_dir)
+    if not (model_dir / CARD_NAME).is_file():
+        raise FsgenError(
+            f"{model_dir} has no {CARD_NAME} model card: run `fsgen push` (it writes one) or call "
+            "fsgen_hub.cards.write_model_card first"
+        )
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise FsgenError(
+            f"{repo_id!r} is not a hub repo id: use NAMESPACE/NAME (letters, digits, '-', '_', '.')"
+        ) from None
+    if constants.is_offline_mode():
+        raise OfflineError("the hub is in offline mode (HF_HUB_OFFLINE=1): unset it to push")
+    secrets = _secrets(token)
+    if refresh_model_card(model_dir, repo_id) == "kept":
+        logger.info("%s was edited by hand: pushing it as it is (delete it to regenerate it)", model_dir / CARD_NAME)
+    files = publishable_files(model_dir)
+    for rel, path in files:  # defensive: a token inside a published file would be public forever
+        if any(_file_contains(path, secret.encode()) for secret in secrets):
+            raise FsgenError(f"{rel} contains a hub token: remove it (and revoke the token) before pushing")
+    lineage = json.loads((model_dir / "lineage.json").read_text()) if (model_dir / "lineage.json").is_file() else {}
+    message = commit_message or _default_message(lineage)
+
+    api = HfApi(token=token)
+    with _hub_errors("creating the repo", repo_id, secrets):
+        url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    full_id = url.repo_id or repo_id  # a bare NAME lands in the token's namespace: commit there
+    if revision and revision != constants.DEFAULT_REVISION:
+        with _hub_errors(f"creating branch {revision!r}", full_id, secrets):
+            api.create_branch(full_id, branch=revision, exist_ok=True, repo_type="model")
+    operations = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(path)) for rel, path in files]
+    logger.info("pushing %d files of %s to %s%s", len(files), model_dir, full_id, f" ({revision})" if revision else "")
+    # create_commit rather than upload_folder: with hf_xet installed upload_folder may split a folder into
+    # several commits and retries failed commits, whereas a model must appear whole or not at all.
+    with _hub_errors("uploading the files", full_id, secrets):
+        api.create_commit(full_id, operations, commit_message=message, revision=revision, repo_type="model")
+    base_url = str(url).rstrip("/")
+    return f"{base_url}/tree/{quote(revision, safe='')}" if revision else base_url
+
+
+def _default_message(lineage: dict) -> str:
+    kind = lineage.get("kind")
+    method = (lineage.get("method") or {}).get("name")
+    base = (lineage.get("base_model") or {}).get("id")
+    if kind == "adapted" and method:
+        what = f"{method} adaptation of {Path(str(base)).name if base else 'a base model'}"
+    else:
+        what = f"{kind} model" if kind else "model"
+    return f"Upload {what} (fsgen_hub {__version__})"
