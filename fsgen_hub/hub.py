@@ -153,16 +153,15 @@ class HubModel(
         strict: bool = True,
     ) -> T:
         """Load from a local folder, a zoo id or a hub repo id; weights must match the config exactly."""
-        files = resolve_model_files(
-            pretrained_model_name_or_path,
-            [CONFIG_NAME, WEIGHTS_NAME],
-            subfolder=subfolder,
-            revision=revision,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            token=token,
-            local_files_only=local_files_only,
-        )
+        hub_kwargs = {"subfolder": subfolder, "revision": revision, "cache_dir": cache_dir,
+                      "force_download": force_download, "token": token, "local_files_only": local_files_only}
+        try:
+            files = resolve_model_files(pretrained_model_name_or_path, [CONFIG_NAME, WEIGHTS_NAME], **hub_kwargs)
+        except ModelNotFoundError:
+            merged = _load_delta_folder(cls, pretrained_model_name_or_path, hub_kwargs)
+            if merged is None:
+                raise
+            return merged.to(map_location)
         config = read_config(files[CONFIG_NAME])
         target = cls
         if cls.architecture == "":  # Auto class: dispatch on config.json
@@ -209,6 +208,23 @@ class AutoDiscriminator(HubModel):
             is_disc_folder = path.is_dir() and _local_role(path) == "discriminator"
             subfolder = "" if is_disc_folder else DISCRIMINATOR_SUBFOLDER
         return super().from_pretrained(pretrained_model_name_or_path, subfolder=subfolder, **kwargs)
+
+
+# ---------------------------------------------------------------------- delta folders (fsgen_hub.methods.delta)
+ADAPTER_CONFIG_NAME = "adapter_config.json"
+
+
+def _load_delta_folder(cls, model_id, hub_kwargs: dict) -> HubModel | None:
+    """AutoGenerator on a delta folder (adapter_config.json, no config.json): the merged generator; else None."""
+    if cls.architecture or cls.role != "generator":
+        return None
+    try:
+        resolve_model_files(model_id, [ADAPTER_CONFIG_NAME], **hub_kwargs)
+    except FsgenError:
+        return None
+    from fsgen_hub.methods.delta import load_delta, merge
+
+    return merge(load_delta(model_id, **hub_kwargs))
 
 
 def model_class(architecture: str | None, role: str = "generator") -> type[HubModel]:
