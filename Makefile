@@ -12,7 +12,8 @@ $(BIN)/fsgen: pyproject.toml
 main: $(BIN)/fsgen         ## the main job: adapt the embedded default source to the embedded target, offline
 	$(BIN)/fsgen adapt
 
-test: $(BIN)/fsgen         ## the fast CPU test suite
+test: $(BIN)/fsgen         ## lint, then the fast CPU test suite
+	$(BIN)/ruff check .
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
 
 test-slow: $(BIN)/fsgen    ## real-data runs (needs ../shared)

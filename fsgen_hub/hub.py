@@ -40,7 +40,7 @@ ARCHITECTURE_MODULES = {
     "stylegan2": "fsgen_hub.models.stylegan2",
     "dcgan": "fsgen_hub.models.dcgan",
 }
-_CLASSES: dict[tuple[str, str], type["HubModel"]] = {}
+_CLASSES: dict[tuple[str, str], type[HubModel]] = {}
 
 T = TypeVar("T", bound="HubModel")
 
@@ -108,7 +108,7 @@ class HubModel(
         self,
         save_directory: str | os.PathLike,
         *,
-        discriminator: "HubModel | None" = None,
+        discriminator: HubModel | None = None,
         lineage: dict | None = None,
         push_to_hub: bool = False,
         repo_id: str | None = None,
@@ -340,7 +340,7 @@ def _close_names(model_id: str) -> str:
     except (ModuleNotFoundError, AttributeError):
         return ""
     close = difflib.get_close_matches(model_id, names, n=3, cutoff=0.5)
-    return f" Did you mean: {', '.join(close)}?" if close else f" Known zoo ids: `fsgen zoo`."
+    return f" Did you mean: {', '.join(close)}?" if close else " Known zoo ids: `fsgen zoo`."
 
 
 def _hub_download(model_id, filename, subfolder, revision, cache_dir, force_download, token, local_files_only) -> str:
@@ -360,7 +360,7 @@ def _hub_download(model_id, filename, subfolder, revision, cache_dir, force_down
             local_files_only=local_files_only,
         )
     # LocalEntryNotFoundError is a subclass of EntryNotFoundError: catch it first
-    except (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled) as exc:
+    except (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled):
         offline = constants.HF_HUB_OFFLINE or local_files_only
         why = "the hub is offline (HF_HUB_OFFLINE=1)" if offline else f"the hub at {constants.ENDPOINT} cannot be reached"
         raise OfflineError(

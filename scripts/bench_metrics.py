@@ -34,7 +34,7 @@ def main(argv=None) -> None:
     if not Path(args.reference).is_dir():
         sys.exit(f"reference folder {args.reference} is absent: pass --reference DIR")
     G = AutoGenerator.from_pretrained(DEFAULT_SOURCE)
-    reference = load_images(args.reference, G.resolution)
+    reference, _ = load_images(args.reference, G.resolution)
     shots = reference[:10]
     rows = []
     for name in args.metrics.split(","):

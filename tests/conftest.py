@@ -30,3 +30,14 @@ def tiny_dcgan():
     torch.manual_seed(0)
     config = DCGANConfig(resolution=16, nz=8, ngf=4, ndf=4)
     return DCGANGenerator(config), DCGANDiscriminator(config)
+
+
+def write_random_images(folder: Path, count: int = 4, size: int = 16, seed: int = 3) -> Path:
+    """``count`` random RGB PNGs (deterministic for ``seed``) as a tiny target domain; returns ``folder``."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(seed)
+    for i in range(count):
+        Image.fromarray((torch.rand(size, size, 3, generator=gen) * 255).byte().numpy()).save(folder / f"{i}.png")
+    return folder

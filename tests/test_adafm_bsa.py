@@ -5,7 +5,7 @@ import copy
 
 import pytest
 import torch
-from PIL import Image
+from conftest import write_random_images
 
 from fsgen_hub.errors import FsgenError, MissingWeightsError
 from fsgen_hub.methods.base import get_method
@@ -30,11 +30,7 @@ def setup(tmp_path, tiny_dcgan):
     G.save_pretrained(tmp_path / "dcgan_no_d")
     S, SD = tiny_stylegan2()
     S.save_pretrained(tmp_path / "stylegan2", discriminator=SD)
-    (tmp_path / "data").mkdir()
-    gen = torch.Generator().manual_seed(3)
-    for i in range(4):
-        array = (torch.rand(16, 16, 3, generator=gen) * 255).byte().numpy()
-        Image.fromarray(array).save(tmp_path / "data" / f"{i}.png")
+    write_random_images(tmp_path / "data")
     return tmp_path
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from PIL import Image
+from conftest import write_random_images
 
 from fsgen_hub.errors import FsgenError
 from fsgen_hub.io import read_jsonl
@@ -25,11 +25,7 @@ def setup(tmp_path, tiny_dcgan):
     G, D = tiny_dcgan
     G.save_pretrained(tmp_path / "src", discriminator=D)
     G.save_pretrained(tmp_path / "src_no_d")
-    (tmp_path / "data").mkdir()
-    gen = torch.Generator().manual_seed(3)
-    for i in range(4):
-        array = (torch.rand(16, 16, 3, generator=gen) * 255).byte().numpy()
-        Image.fromarray(array).save(tmp_path / "data" / f"{i}.png")
+    write_random_images(tmp_path / "data")
     return tmp_path
 
 

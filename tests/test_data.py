@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from fsgen_hub.errors import DataError
-from fsgen_hub.training.data import load_images, select_shots, read_raw_images
+from fsgen_hub.training.data import load_images, read_raw_images
 
 
 def test_modes_become_rgb_in_range(tmp_path):

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from PIL import Image
+from conftest import write_random_images
 from safetensors.torch import load_file
 
 from fsgen_hub.errors import CheckpointError, ModelNotFoundError
@@ -31,10 +31,7 @@ def setup(tmp_path_factory):
     S = StyleGAN2Generator(config)
     S.mean_latent(64)
     S.save_pretrained(tmp / "stylegan2", discriminator=StyleGAN2Discriminator(config))
-    (tmp / "data").mkdir()
-    gen = torch.Generator().manual_seed(3)
-    for i in range(4):
-        Image.fromarray((torch.rand(16, 16, 3, generator=gen) * 255).byte().numpy()).save(tmp / "data" / f"{i}.png")
+    write_random_images(tmp / "data")
     runs = {"adafm": run(tmp, "dcgan", "adafm", {"train": []}), "bsa": run(tmp, "stylegan2", "bsa", {"lr": 0.05})}
     return tmp, runs
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fsgen_hub.methods.fisher import ContinuousFisher, filter_sq_grads, per_parameter_fisher, per_sample_filter_fisher
+from fsgen_hub.methods.fisher import (
+    ContinuousFisher,
+    filter_sq_grads,
+    per_parameter_fisher,
+    per_sample_filter_fisher,
+)
 from fsgen_hub.models.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from PIL import Image
+from conftest import write_random_images
 
 from fsgen_hub.errors import FsgenError
 from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
@@ -32,10 +32,7 @@ def setup(tmp_path_factory):
     torch.manual_seed(0)
     config = DCGANConfig(resolution=16, nz=8, ngf=4, ndf=4)
     DCGANGenerator(config).save_pretrained(tmp / "src", discriminator=DCGANDiscriminator(config))
-    (tmp / "data").mkdir()
-    gen = torch.Generator().manual_seed(3)
-    for i in range(4):
-        Image.fromarray((torch.rand(16, 16, 3, generator=gen) * 255).byte().numpy()).save(tmp / "data" / f"{i}.png")
+    write_random_images(tmp / "data")
     return tmp
 
 

@@ -5,10 +5,9 @@ import json
 
 import pytest
 import torch
-from PIL import Image
+from conftest import write_random_images
 
-from fsgen_hub.methods.base import get_method
-from fsgen_hub.methods.pruning import FilterMasks, cumulative_share_decision, global_percentile_decision
+from fsgen_hub.methods.pruning import cumulative_share_decision, global_percentile_decision
 from fsgen_hub.training.arguments import TrainingArguments
 from fsgen_hub.training.trainer import AdaptationTrainer
 
@@ -17,10 +16,7 @@ from fsgen_hub.training.trainer import AdaptationTrainer
 def setup(tmp_path, tiny_dcgan):
     G, D = tiny_dcgan
     G.save_pretrained(tmp_path / "src", discriminator=D)
-    (tmp_path / "data").mkdir()
-    gen = torch.Generator().manual_seed(3)
-    for i in range(4):
-        Image.fromarray((torch.rand(16, 16, 3, generator=gen) * 255).byte().numpy()).save(tmp_path / "data" / f"{i}.png")
+    write_random_images(tmp_path / "data")
     return tmp_path
 
 
@@ -34,7 +30,6 @@ def run(tmp, name, method, options, steps=12, beta1=0.9):
 
 
 def layer_slices(method):
-    tensors = method.masks._tensors()
     for layer in method.masks.layers():
         for key, tensor, axis, mask in method.masks._entries(layer, "pruned"):
             yield "pruned", key, tensor, axis, mask
@@ -100,6 +95,6 @@ def test_dap_runs_revives_and_records_history(setup):
     assert len(method.history) == 3
     lineage = json.loads((out / "lineage.json").read_text())
     assert lineage["method"]["name"] == "dap" and lineage["artifacts"]["pruning_plot"] == "pruning.png"
-    for kind, key, tensor, axis, mask in layer_slices(method):
+    for kind, _key, tensor, axis, mask in layer_slices(method):
         if kind == "pruned" and mask.any():
             assert torch.count_nonzero(tensor.detach().transpose(0, axis)[mask]) == 0

@@ -36,8 +36,9 @@ import dataclasses
 import difflib
 import importlib
 from abc import ABC
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable
+from typing import Any, ClassVar
 
 import torch
 from torch import nn

@@ -16,7 +16,7 @@ Two estimators:
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

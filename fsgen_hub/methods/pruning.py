@@ -109,7 +109,7 @@ class FilterMasks:
         self.frozen_values = dict(state.get("frozen_values", {}))
         self.pruned_values = dict(state.get("pruned_values", {}))
 
-    def copy_to(self, other: torch.nn.Module) -> "FilterMasks":
+    def copy_to(self, other: torch.nn.Module) -> FilterMasks:
         masks = FilterMasks(other, [l for l in other.filter_layers() if l.name in self.names])
         masks.pruned = {k: v.clone() for k, v in self.pruned.items()}
         return masks

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -50,7 +50,7 @@ def lpips_model(net: str = "vgg", weights: str | None = None, random_backbone: b
 def intra_cluster_distance(samples: torch.Tensor, shots: torch.Tensor, distance: Callable, max_members: int = 50,
                            seed: int = 0) -> tuple[float, list[int]]:
     """CDC's clustering logic with any pairwise ``distance(a, b) -> (N,)`` (tests use a stand-in)."""
-    n, k = len(samples), len(shots)
+    k = len(shots)
     to_shot = torch.stack([distance(samples, shots[j].expand_as(samples)) for j in range(k)], dim=1)  # (n, k)
     assignment = to_shot.argmin(1)
     gen = torch.Generator().manual_seed(seed)

@@ -8,8 +8,6 @@ import hashlib
 import zipfile
 from pathlib import Path
 
-import torch
-
 from fsgen_hub import __version__
 from fsgen_hub.errors import CheckpointError
 from fsgen_hub.io import atomic_dir
