@@ -75,7 +75,7 @@ def _adapt(args, tmp) -> tuple[Path, float]:
 
 
 def summarise(rows: list[dict]) -> tuple[str, dict]:
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    methods = sorted(dict.fromkeys(r["method"] for r in rows), key=lambda m: (m != SOURCE_ROW, m))
     metrics = [k for k in rows[0] if k not in ("method", "seed")]
     stats = {}
     for method in methods:
