@@ -259,6 +259,8 @@ def _training_rows(lineage: dict) -> list[tuple[str, Any]]:
     rows = [("Steps", training.get("steps", "?")), ("Batch size", training.get("batch_size", "?")),
             ("Seed", training.get("seed", "?")), ("Wall time", _duration(training.get("wall_time_s"))),
             ("Hardware", training.get("hardware") or "not recorded")]
+    if training.get("chunks"):
+        rows.append(("Runs", f"{training['chunks']} resumed chunks (`fsgen train --resume latest`), wall time summed"))
     processes = training.get("num_processes")
     if processes:
         same = " (replicas checked identical)" if training.get("replicas_identical") else ""
@@ -282,6 +284,9 @@ def _data_section(lineage: dict, model_dir: Path) -> dict | None:
     column = f", image column `{data['image_column']}`" if data.get("image_column") else ""
     seed = f", drawn with shot seed {data['shot_seed']}" if data.get("shot_seed") is not None else ""
     text = f"{shots} images from {_display(data.get('id'), model_dir)}{seed}{column}."
+    if data.get("files_digest"):
+        text += (f" SHA-256 of the concatenated per-image SHA-256 digests, in training order: "
+                 f"`{data['files_digest']}`.")
     return {"text": text, "files": [{"name": f.get("name", "?"), "sha256": f.get("sha256", "?")} for f in files]}
 
 
@@ -371,6 +376,8 @@ def render_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = Non
         summary = f"A {architecture} generator in the fsgen_hub format. The folder has no lineage.json: how " \
                   "it was made is not recorded."
         kind_text = "not recorded (no lineage.json)"
+    if lineage.get("status"):  # e.g. a source model still in training says how far it is
+        summary += f"\n\n> **Status:** {lineage['status']}"
     conversion = None
     if kind == "converted":
         info = lineage.get("conversion") or {}

@@ -237,7 +237,10 @@ class AdaptationTrainer:
                 save_image_grid(grid, self.output_dir / "grids" / f"step_{step:06d}.png")
             if args.eval_every and (step + 1) % args.eval_every == 0 and step + 1 < args.steps:
                 self._evaluate(ctx, G_ema, step + 1, state)
-            if args.save_every and (step + 1) % args.save_every == 0 and step + 1 < args.steps:
+            last = step + 1 == args.steps
+            # from scratch, the last step is checkpointed too: long trainings run in chunks (--resume latest
+            # with a larger --steps) and must continue exactly where the previous chunk stopped
+            if args.save_every and (((step + 1) % args.save_every == 0 and not last) or (last and self.from_scratch)):
                 self._save_checkpoint(accelerator, step + 1)
         wall = time.time() - t0
         replicas_identical = self._check_replicas(accelerator, G)
@@ -388,8 +391,7 @@ class AdaptationTrainer:
             "fsgen_hub_version": __version__,
             "kind": "trained" if self.from_scratch else "adapted",
             "base_model": base,
-            "data": {"id": data_id, "shots": len(shot_records), "shot_seed": args.shot_seed,
-                     "image_column": args.image_column, "files": shot_records},
+            "data": _data_record(data_id, shot_records, args),
             "training": {
                 "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
                 "mixed_precision": args.mixed_precision, "num_processes": ctx.accelerator.num_processes,
@@ -418,6 +420,19 @@ class AdaptationTrainer:
                 raise FsgenError("--push-to-hub needs fsgen_hub.cards")
             url = cards.push_folder(out, args.push_to_hub)
             print(f"pushed to {url}")
+
+
+MAX_LISTED_FILES = 100
+
+
+def _data_record(data_id, records: list[dict], args: TrainingArguments) -> dict:
+    """The training images of the lineage: every file's hash for few-shot sets; for a large training
+    set (a source model's 23k photos), one digest of all hashes instead of megabytes of them."""
+    data = {"id": data_id, "shots": len(records), "shot_seed": args.shot_seed, "image_column": args.image_column}
+    if len(records) <= MAX_LISTED_FILES:
+        return {**data, "files": records}
+    digest = hashlib.sha256("".join(r["sha256"] for r in records).encode()).hexdigest()
+    return {**data, "files": [], "files_digest": digest}
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> None:

@@ -1,0 +1,140 @@
+"""Train (or continue training) the project's StyleGAN2 faces source and ship it as the zoo id ``fsgen/stylegan2-faces64``.
+
+    python scripts/build_faces64_source.py --minutes 60        # continue training for ~60 min, then export
+    python scripts/build_faces64_source.py --export-only       # export the newest checkpoint as it is
+
+Training is plain ``fsgen train`` (the adaptation trainer from random initialisation) on
+``../shared/data/faces64/train.parquet`` (23,317 UTKFace photos at 64 px), run in resumable chunks of
+``--chunk-steps`` so it can go on across sessions and machines (``--resume latest`` continues bit for bit).
+Every chunk is logged to ``<run>/chunks.jsonl`` (steps, wall time, hardware).
+
+The export writes ``fsgen_hub/assets/stylegan2-faces64/``: G (EMA) and D in fp16 safetensors, lineage
+with the summed wall time, its SWD against the training photos, a status line (whether samples are
+recognisably faces yet: judged by a person from ``samples.png``, passed as ``--status``) and the card.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "faces64" / "train.parquet"
+ASSET = ROOT / "fsgen_hub" / "assets" / "stylegan2-faces64"
+# small enough to train on CPU (~1/4 of the 4.5 M-parameter 256-channel table's FLOPs), big enough to draw faces
+MODEL_CONFIG = {"style_dim": 128, "n_mlp": 4, "channels": {"4": 128, "8": 128, "16": 128, "32": 64, "64": 32}}
+TRAIN_ARGS = ["--batch-size", "16", "--r1-gamma", "0.1", "--r1-every", "16", "--ema-half-life", "200",
+              "--augment", "none", "--save-every", "100", "--keep-checkpoints", "2", "--sample-every", "100",
+              "--log-every", "20", "--seed", "0"]
+STATUS_NOT_YET = ("in training: samples are not recognisably faces yet, so it is not good enough to adapt from; "
+                  "`scripts/build_faces64_source.py --minutes N` continues the run")
+
+
+def last_step(run: Path) -> int:
+    steps = [int(p.name.split("-")[-1]) for p in run.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(steps, default=0)
+
+
+def train_chunk(run: Path, data: Path, steps: int, device: str) -> float:
+    from fsgen_hub import cli
+
+    start = last_step(run)
+    argv = ["train", "--architecture", "stylegan2", "--resolution", "64", "--model-config", json.dumps(MODEL_CONFIG),
+            "--data", str(data), "--output-dir", str(run), "--steps", str(start + steps), "--device", device, *TRAIN_ARGS]
+    if start:
+        argv += ["--resume", "latest"]
+    t0 = time.time()
+    if cli.main(argv) != 0:
+        raise SystemExit(f"fsgen train failed; the run folder {run} keeps its last checkpoint")
+    wall = time.time() - t0
+    lineage = json.loads((run / "lineage.json").read_text())
+    record = {"from_step": start, "to_step": start + steps, "wall_time_s": round(wall, 1),
+              "hardware": lineage["training"]["hardware"], "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    with open(run / "chunks.jsonl", "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+    return wall
+
+
+def export(run: Path, data: Path, status: str, swd_samples: int) -> Path:
+    from fsgen_hub import cards
+    from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
+    from fsgen_hub.io import read_jsonl
+    from fsgen_hub.metrics import evaluate
+    from fsgen_hub.training.data import load_images
+
+    if not (run / "lineage.json").is_file():
+        raise SystemExit(f"{run} holds no finished chunk yet: run without --export-only first")
+    G, D = AutoGenerator.from_pretrained(run).eval(), AutoDiscriminator.from_pretrained(run).eval()
+    lineage = json.loads((run / "lineage.json").read_text())
+    chunks = read_jsonl(run / "chunks.jsonl") if (run / "chunks.jsonl").is_file() else []
+    training = lineage["training"]
+    training["chunks"] = len(chunks)
+    training["wall_time_s"] = round(sum(c["wall_time_s"] for c in chunks), 1) or training["wall_time_s"]
+    training["hardware"] = "; ".join(sorted({c["hardware"] for c in chunks})) or training["hardware"]
+    training["images_seen"] = training["steps"] * training["batch_size"]
+    lineage["base_model"] = {"id": None, "architecture": "stylegan2", "license": "other",
+                             "data_terms": "UTKFace: non-commercial research use only; photos of real, identifiable "
+                                           "people whose copyright stays with the owners"}
+    lineage["data_terms"] = lineage["base_model"]["data_terms"]
+    lineage["status"] = status
+    lineage["weights_dtype"] = "float16 (loaded into float32 parameters)"
+
+    ASSET.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=ASSET.parent, prefix=".stylegan2-faces64."))
+    try:
+        G.half(), D.half()  # halves the shipped size; from_pretrained casts back to the model's float32
+        G.save_pretrained(tmp, discriminator=D, lineage=lineage)
+        G, D = G.float(), D.float()
+        for name in ("samples.png",):
+            shutil.copy2(run / name, tmp / name)
+        reference, _ = load_images(data, 64)
+        pick = torch.randperm(len(reference), generator=torch.Generator().manual_seed(0))[:swd_samples]
+        evaluate(AutoGenerator.from_pretrained(tmp), reference[pick], ["swd"], num_samples=swd_samples, seed=0,
+                 output_jsonl=tmp / "metrics.jsonl", step=training["steps"])
+        records = read_jsonl(tmp / "metrics.jsonl")
+        for record in records:  # a readable reference name instead of tensor[N]
+            record["protocol"]["reference"] = f"{swd_samples} random photos of faces64/train.parquet (seed 0)"
+        (tmp / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        cards.write_model_card(tmp)
+        if ASSET.exists():
+            shutil.rmtree(ASSET)
+        tmp.rename(ASSET)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    size = sum(p.stat().st_size for p in ASSET.rglob("*") if p.is_file()) / 2**20
+    print(f"exported step {training['steps']} to {ASSET} ({size:.1f} MiB); swd {records[0]['value']:.2f}")
+    return ASSET
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--run", type=Path, default=ROOT / "runs" / "stylegan2-faces64")
+    parser.add_argument("--minutes", type=float, default=30.0, help="training time budget of this invocation")
+    parser.add_argument("--chunk-steps", type=int, default=200)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--export-only", action="store_true")
+    parser.add_argument("--no-export", action="store_true")
+    parser.add_argument("--swd-samples", type=int, default=1000)
+    parser.add_argument("--status", default=STATUS_NOT_YET, help="status line for the card (look at samples.png first)")
+    args = parser.parse_args(argv)
+    if not args.data.is_file():
+        raise SystemExit(f"{args.data} not found: this script needs ../shared/data/faces64/train.parquet")
+    if not args.export_only:
+        deadline, chunk_time = time.time() + args.minutes * 60, 0.0
+        while time.time() + chunk_time < deadline:
+            chunk_time = train_chunk(args.run, args.data, args.chunk_steps, args.device)
+            print(f"chunk done: step {last_step(args.run)}, {chunk_time:.0f} s", flush=True)
+    if not args.no_export:
+        export(args.run, args.data, args.status, args.swd_samples)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
