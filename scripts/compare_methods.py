@@ -47,12 +47,13 @@ def worker(args) -> dict:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0
         G = AutoGenerator.from_pretrained(run)
         reference = args.reference or args.target
+        exclude = args.target if args.reference else None  # the shots are the reference when none is given
         results = {r.metric: r.value for r in evaluate(G, reference, METRICS, num_samples=args.num_samples, shots=args.target,
-                                                       seed=1000 + args.seed, exclude_from_reference=args.target)}
+                                                       seed=1000 + args.seed, exclude_from_reference=exclude)}
         for name in OPTIONAL:
             try:
                 results.update({r.metric: r.value for r in evaluate(G, reference, [name], shots=args.target,
-                                                                    seed=1000 + args.seed, exclude_from_reference=args.target)})
+                                                                    seed=1000 + args.seed, exclude_from_reference=exclude)})
             except MissingWeightsError:
                 pass
         if args.seed == 0:
@@ -174,7 +175,8 @@ def main(argv=None) -> None:
     source = args.source or "fsgen/dcgan-digiface64"
     title = f"{source} → {Path(args.target).name}: {args.steps} steps, batch {args.batch_size}, seeds {args.seeds}"
     reference = args.reference or f"{args.target} (the shots themselves)"
-    text = (f"{title}; SWD vs {reference} without the shots, {args.num_samples} samples\n\n{table}\n")
+    without = " without the shots" if args.reference else ""
+    text = (f"{title}; SWD vs {reference}{without}, {args.num_samples} samples\n\n{table}\n")
     (out / "table.md").write_text(text)
     plot(stats, out / "bars.png", title)
     print(text)

@@ -32,6 +32,16 @@ def tiny_dcgan():
     return DCGANGenerator(config), DCGANDiscriminator(config)
 
 
+def save_tiny_dcgan_source(folder: Path) -> Path:
+    """A tiny 16 px DCGAN (G + D, seed 0) saved as a hub folder to adapt from; returns ``folder``."""
+    from fsgen_hub.models.dcgan import DCGANConfig, DCGANDiscriminator, DCGANGenerator
+
+    torch.manual_seed(0)
+    config = DCGANConfig(resolution=16, nz=8, ngf=4, ndf=4)
+    DCGANGenerator(config).save_pretrained(folder, discriminator=DCGANDiscriminator(config))
+    return folder
+
+
 def write_random_images(folder: Path, count: int = 4, size: int = 16, seed: int = 3) -> Path:
     """``count`` random RGB PNGs (deterministic for ``seed``) as a tiny target domain; returns ``folder``."""
     from PIL import Image

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import write_random_images
+from conftest import save_tiny_dcgan_source, write_random_images
 from safetensors.torch import load_file
 
 from fsgen_hub.errors import CheckpointError, ModelNotFoundError
@@ -20,12 +20,8 @@ from fsgen_hub.training.trainer import AdaptationTrainer
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """Two short runs shared by the tests (training is the slow part): AdaFM on a DCGAN, BSA on a StyleGAN2."""
-    from fsgen_hub.models.dcgan import DCGANConfig, DCGANDiscriminator, DCGANGenerator
-
     tmp = tmp_path_factory.mktemp("delta")
-    torch.manual_seed(0)
-    config = DCGANConfig(resolution=16, nz=8, ngf=4, ndf=4)
-    DCGANGenerator(config).save_pretrained(tmp / "dcgan", discriminator=DCGANDiscriminator(config))
+    save_tiny_dcgan_source(tmp / "dcgan")
     torch.manual_seed(0)
     config = StyleGAN2Config(resolution=16, style_dim=8, n_mlp=1, channels={"4": 8, "8": 8, "16": 8})
     S = StyleGAN2Generator(config)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import write_random_images
+from conftest import save_tiny_dcgan_source, write_random_images
 
 from fsgen_hub.errors import FsgenError
 from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
@@ -26,12 +26,8 @@ SHORT_OPTIONS = {
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from fsgen_hub.models.dcgan import DCGANConfig, DCGANDiscriminator, DCGANGenerator
-
     tmp = tmp_path_factory.mktemp("methods")
-    torch.manual_seed(0)
-    config = DCGANConfig(resolution=16, nz=8, ngf=4, ndf=4)
-    DCGANGenerator(config).save_pretrained(tmp / "src", discriminator=DCGANDiscriminator(config))
+    save_tiny_dcgan_source(tmp / "src")
     write_random_images(tmp / "data")
     return tmp
 

@@ -174,3 +174,15 @@ def test_evaluate_fails_on_missing_weights_before_generating_anything(monkeypatc
     with pytest.raises(MissingWeightsError, match="FSGEN_INCEPTION_WEIGHTS"):
         evaluate(G, torch.rand(4, 3, 16, 16), ["swd", "fid5k"], output_jsonl=tmp_path / "m.jsonl")
     assert calls == [] and not (tmp_path / "m.jsonl").exists()
+
+
+def test_excluding_the_shots_from_a_reference_made_of_them_is_a_clear_error(tiny_dcgan):
+    from fsgen_hub.errors import DataError
+
+    G, _ = tiny_dcgan
+    shots = torch.rand(6, 3, 16, 16) * 2 - 1
+    others = torch.rand(4, 3, 16, 16) * 2 - 1
+    (kept,) = evaluate(G, torch.cat([shots, others]), ["swd"], num_samples=16, exclude_from_reference=shots)
+    assert kept.protocol["num_reference"] == 4
+    with pytest.raises(DataError, match="matches an excluded"):
+        evaluate(G, shots, ["swd"], num_samples=16, exclude_from_reference=shots)

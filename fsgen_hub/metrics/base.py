@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from fsgen_hub.errors import FsgenError
+from fsgen_hub.errors import DataError, FsgenError
 
 
 @dataclass
@@ -124,6 +124,9 @@ def evaluate(
     ref_images, ref_id = _as_images(reference, G.resolution)
     if exclude_from_reference is not None:
         ref_images = drop_near_duplicates(ref_images, _as_images(exclude_from_reference, G.resolution)[0])
+        if not len(ref_images):
+            raise DataError(f"every reference image of {ref_id} matches an excluded (training) image: "
+                            "give a reference set beyond the shots, or do not exclude them")
     shot_images = _as_images(shots, G.resolution)[0] if shots is not None else None
     needed = max(num_samples or spec.num_samples for spec in specs)
     fake = generate(G, needed, seed, batch_size, device)
