@@ -198,7 +198,8 @@ class AdaptationTrainer:
         fixed_z = source_G.make_latents(16, seed=args.seed)
         start = state["step"]
         t0 = time.time()
-        progress = _progress(range(start, args.steps), main, initial=start, total=args.steps)
+        progress = _progress(range(start, args.steps), main, initial=start, total=args.steps,
+                             desc="train" if self.from_scratch else "adapt")
         world = accelerator.num_processes
         for step in progress:
             ctx.step = step
@@ -443,12 +444,12 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> No
             b_ema.copy_(b)
 
 
-def _progress(iterable, enabled: bool, initial: int, total: int):
+def _progress(iterable, enabled: bool, initial: int, total: int, desc: str):
     if not enabled:
         return iterable
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, initial=initial, total=total, dynamic_ncols=True, desc="adapt")
+    return tqdm(iterable, initial=initial, total=total, dynamic_ncols=True, desc=desc)
 
 
 def _flat_config(args: TrainingArguments) -> dict:
