@@ -171,7 +171,10 @@ def _license(lineage: dict | None) -> tuple[dict[str, str], str]:
             "data before use or redistribution, and set a licence in this card."
         )
     slug = str(raw).strip().lower()
-    where = f" of the base model {_display(base.get('id'), Path('.'))}" if base.get("id") else " of the base model"
+    if base.get("id"):
+        where = f" of the base model {_display(base.get('id'), Path('.'))}"
+    else:  # trained from scratch: the licence comes from the training data's terms
+        where = " of its training data" if (lineage or {}).get("kind") == "trained" else " of the base model"
     if slug in HUB_LICENSES:
         return {"license": slug}, f"`{slug}`, inherited from the licence{where}."
     name = re.sub(r"[^a-z0-9.-]+", "-", slug).strip("-") or "custom"

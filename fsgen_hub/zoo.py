@@ -46,7 +46,7 @@ _ENTRIES = [
     ZooEntry(
         "fsgen/stylegan2-faces64", "stylegan2", 64,
         "trained by this project with `fsgen train` on UTKFace 64 px; shipped under fsgen_hub/assets/stylegan2-faces64",
-        "other", "Karras et al., CVPR 2020 (StyleGAN2); data: Zhang, Song & Qi, CVPR 2017 (UTKFace)", True,
+        "utkface-non-commercial-research", "Karras et al., CVPR 2020 (StyleGAN2); data: Zhang, Song & Qi, CVPR 2017 (UTKFace)", True,
         ("faces", "source"), "small StyleGAN2 with its discriminator, for methods that need the source D",
         has_discriminator=True, data_terms="UTKFace: non-commercial research use only; photos of real people",
     ),

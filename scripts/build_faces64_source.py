@@ -79,7 +79,7 @@ def export(run: Path, data: Path, status: str, swd_samples: int) -> Path:
     training["wall_time_s"] = round(sum(c["wall_time_s"] for c in chunks), 1) or training["wall_time_s"]
     training["hardware"] = "; ".join(sorted({c["hardware"] for c in chunks})) or training["hardware"]
     training["images_seen"] = training["steps"] * training["batch_size"]
-    lineage["base_model"] = {"id": None, "architecture": "stylegan2", "license": "other",
+    lineage["base_model"] = {"id": None, "architecture": "stylegan2", "license": "utkface-non-commercial-research",
                              "data_terms": "UTKFace: non-commercial research use only; photos of real, identifiable "
                                            "people whose copyright stays with the owners"}
     lineage["data_terms"] = lineage["base_model"]["data_terms"]

@@ -30,7 +30,7 @@ def test_fresh_install_and_shortened_main_command_work_offline(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     out = tmp_path / "runs" / "dap-emoji"
     for name in ["model.safetensors", "config.json", "discriminator/model.safetensors", "lineage.json", "metrics.jsonl",
-                 "samples.png", "source_vs_adapted.png", "shots.png", "pruning.png", "logs/train_log.jsonl"]:
+                 "samples.png", "source_vs_adapted.png", "shots.png", "pruning.json", "logs/train_log.jsonl"]:
         assert (out / name).is_file(), name
     assert "model folder: runs/dap-emoji" in run.stdout and "from_pretrained('runs/dap-emoji')" in run.stdout
     metrics = {json.loads(line)["metric"] for line in (out / "metrics.jsonl").read_text().splitlines()}

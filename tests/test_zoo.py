@@ -38,3 +38,39 @@ def test_digiface_matches_the_packages_own_generator(tmp_path, monkeypatch):
         assert (G(z) - reference(z[:, :, None, None])).abs().max() <= 1e-5
     lineage = read_lineage(zoo.resolve_local(zoo.DEFAULT_SOURCE))
     assert lineage["discriminator"] == "absent" and lineage["base_model"]["license"] == "mit"
+
+
+def test_faces64_source_ships_with_its_discriminator_card_and_terms(tmp_path):
+    """The project's own StyleGAN2 faces source resolves offline, within the size budget, with D and the data terms."""
+    import json
+
+    from conftest import write_random_images
+
+    from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
+    from fsgen_hub.io import read_jsonl
+    from fsgen_hub.training.arguments import TrainingArguments
+    from fsgen_hub.training.trainer import AdaptationTrainer
+
+    model_id = "fsgen/stylegan2-faces64"
+    folder = zoo.resolve_local(model_id)
+    assert folder is not None, "fsgen_hub/assets/stylegan2-faces64 is missing: scripts/build_faces64_source.py exports it"
+    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) <= 25 * 2**20
+    G, D = AutoGenerator.from_pretrained(model_id), AutoDiscriminator.from_pretrained(model_id)
+    assert G.architecture == "stylegan2" and G.resolution == 64 and next(G.parameters()).dtype == torch.float32
+    images = G.sample(2, seed=0, output_type="pt")
+    assert images.shape == (2, 3, 64, 64) and torch.isfinite(images).all()
+    assert D(images * 2 - 1).shape == (2, 1)
+    lineage = json.loads((folder / "lineage.json").read_text())
+    assert lineage["kind"] == "trained" and "faces64" in str(lineage["data"]["id"]) and lineage["data"]["shots"] == 23317
+    assert lineage["training"]["steps"] > 0 and lineage["training"]["wall_time_s"] > 0 and lineage["status"]
+    card = (folder / "README.md").read_text()
+    assert "non-commercial" in card and "UTKFace" in card and "Status" in card
+    assert [r["metric"] for r in read_jsonl(folder / "metrics.jsonl")] == ["swd"]
+    # methods that need the source D get it: a 2-step FreezeD run starts from the shipped discriminator
+    args = TrainingArguments(source=model_id, data=str(write_random_images(tmp_path / "data", size=64)), shots=4,
+                             method="freezed", steps=2, batch_size=2, output_dir=str(tmp_path / "run"), save_every=0,
+                             sample_every=0, device="cpu")
+    out = AdaptationTrainer(args).train()
+    lineage = json.loads((out / "lineage.json").read_text())
+    assert lineage["training"]["discriminator"] == "source" and lineage["base_model"]["id"] == model_id
+    assert "non-commercial" in lineage["base_model"].get("data_terms", "")
