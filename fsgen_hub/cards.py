@@ -262,6 +262,8 @@ def _training_rows(lineage: dict) -> list[tuple[str, Any]]:
     rows = [("Steps", training.get("steps", "?")), ("Batch size", training.get("batch_size", "?")),
             ("Seed", training.get("seed", "?")), ("Wall time", _duration(training.get("wall_time_s"))),
             ("Hardware", training.get("hardware") or "not recorded")]
+    if training.get("images_seen"):
+        rows.append(("Images seen", f"{training['images_seen']:,}"))
     if training.get("chunks"):
         rows.append(("Runs", f"{training['chunks']} resumed chunks (`fsgen train --resume latest`), wall time summed"))
     processes = training.get("num_processes")
@@ -312,7 +314,8 @@ def _limitations(kind: str | None, lineage: dict) -> list[str]:
                      "their variety and can reproduce them closely (memorization). Compare samples with the shots "
                      "(`fsgen evaluate --metrics memorization`) before relying on its outputs.")
     if kind == "trained":
-        lines.append("Trained from scratch on a small data set: expect low diversity and artefacts.")
+        lines.append("Trained from scratch: its quality follows the training budget recorded above (steps, batch size, "
+                     "wall time); look at the samples before adapting from it or drawing conclusions.")
     lines += [
         "It inherits the biases and the licence restrictions of its base model and of its training data.",
         ("Do not present generated images as real photographs, or use them to impersonate or identify people; "
