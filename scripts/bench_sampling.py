@@ -24,7 +24,7 @@ def models():
 
     torch.manual_seed(0)
     yield "DCGAN 64 px (DigiFace zoo model)", AutoGenerator.from_pretrained(DEFAULT_SOURCE)
-    yield "StyleGAN2 64 px (faces64 config)", StyleGAN2Generator(
+    yield "StyleGAN2 64 px (256-channel table, 4 mapping layers)", StyleGAN2Generator(
         StyleGAN2Config(resolution=64, style_dim=256, n_mlp=4, channels={"4": 256, "8": 256, "16": 256, "32": 128, "64": 64}))
     yield "StyleGAN2 256 px (rosinality FFHQ-256 config)", StyleGAN2Generator(StyleGAN2Config(resolution=256))
 
