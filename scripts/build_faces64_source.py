@@ -18,7 +18,6 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "faces64" / "train.parquet"
 ASSET = ROOT / "fsgen_hub" / "assets" / "stylegan2-faces64"
+MODEL_ID = "fsgen/stylegan2-faces64"
 # small enough to train on CPU (~1/4 of the 4.5 M-parameter 256-channel table's FLOPs), big enough to draw faces
 MODEL_CONFIG = {"style_dim": 128, "n_mlp": 4, "channels": {"4": 128, "8": 128, "16": 128, "32": 64, "64": 32}}
 TRAIN_ARGS = ["--batch-size", "16", "--r1-gamma", "0.1", "--r1-every", "16", "--ema-half-life", "200",
@@ -44,6 +44,7 @@ def last_step(run: Path) -> int:
 
 def train_chunk(run: Path, data: Path, steps: int, device: str) -> float:
     from fsgen_hub import cli
+    from fsgen_hub.io import append_jsonl
 
     start = last_step(run)
     argv = ["train", "--architecture", "stylegan2", "--resolution", "64", "--model-config", json.dumps(MODEL_CONFIG),
@@ -57,15 +58,14 @@ def train_chunk(run: Path, data: Path, steps: int, device: str) -> float:
     lineage = json.loads((run / "lineage.json").read_text())
     record = {"from_step": start, "to_step": start + steps, "wall_time_s": round(wall, 1),
               "hardware": lineage["training"]["hardware"], "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    with open(run / "chunks.jsonl", "a") as fh:
-        fh.write(json.dumps(record) + "\n")
+    append_jsonl(run / "chunks.jsonl", record)
     return wall
 
 
 def export(run: Path, data: Path, status: str, swd_samples: int) -> Path:
     from fsgen_hub import cards
     from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
-    from fsgen_hub.io import read_jsonl
+    from fsgen_hub.io import append_jsonl, atomic_dir, read_jsonl
     from fsgen_hub.metrics import evaluate
     from fsgen_hub.training.data import load_images
 
@@ -87,29 +87,19 @@ def export(run: Path, data: Path, status: str, swd_samples: int) -> Path:
     lineage["weights_dtype"] = "float16 (loaded into float32 parameters)"
 
     ASSET.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=ASSET.parent, prefix=".stylegan2-faces64."))
-    try:
+    with atomic_dir(ASSET) as tmp:  # the shipped folder is replaced whole or not at all
         G.half(), D.half()  # halves the shipped size; from_pretrained casts back to the model's float32
         G.save_pretrained(tmp, discriminator=D, lineage=lineage)
-        G, D = G.float(), D.float()
-        for name in ("samples.png",):
-            shutil.copy2(run / name, tmp / name)
+        shutil.copy2(run / "samples.png", tmp / "samples.png")
         reference, _ = load_images(data, 64)
         pick = torch.randperm(len(reference), generator=torch.Generator().manual_seed(0))[:swd_samples]
-        evaluate(AutoGenerator.from_pretrained(tmp), reference[pick], ["swd"], num_samples=swd_samples, seed=0,
-                 output_jsonl=tmp / "metrics.jsonl", step=training["steps"])
-        records = read_jsonl(tmp / "metrics.jsonl")
-        for record in records:  # a readable reference name instead of tensor[N]
-            record["protocol"]["reference"] = f"{swd_samples} random photos of faces64/train.parquet (seed 0)"
-        (tmp / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-        cards.write_model_card(tmp)
-        if ASSET.exists():
-            shutil.rmtree(ASSET)
-        tmp.rename(ASSET)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        (result,) = evaluate(AutoGenerator.from_pretrained(tmp), reference[pick], ["swd"], num_samples=swd_samples,
+                             seed=0, step=training["steps"])
+        result.protocol["reference"] = f"{swd_samples} random photos of faces64/train.parquet (seed 0)"  # not tensor[N]
+        append_jsonl(tmp / "metrics.jsonl", result.to_record())
+        cards.write_model_card(tmp, repo_id=MODEL_ID)  # titled by its zoo id, not the temporary folder
     size = sum(p.stat().st_size for p in ASSET.rglob("*") if p.is_file()) / 2**20
-    print(f"exported step {training['steps']} to {ASSET} ({size:.1f} MiB); swd {records[0]['value']:.2f}")
+    print(f"exported step {training['steps']} to {ASSET} ({size:.1f} MiB); swd {result.value:.2f}")
     return ASSET
 
 

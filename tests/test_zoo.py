@@ -65,6 +65,7 @@ def test_faces64_source_ships_with_its_discriminator_card_and_terms(tmp_path):
     assert lineage["training"]["steps"] > 0 and lineage["training"]["wall_time_s"] > 0 and lineage["status"]
     card = (folder / "README.md").read_text()
     assert "non-commercial" in card and "UTKFace" in card and "Status" in card
+    assert 'from_pretrained("fsgen/stylegan2-faces64")' in card  # titled and loaded by its zoo id
     assert [r["metric"] for r in read_jsonl(folder / "metrics.jsonl")] == ["swd"]
     # methods that need the source D get it: a 2-step FreezeD run starts from the shipped discriminator
     args = TrainingArguments(source=model_id, data=str(write_random_images(tmp_path / "data", size=64)), shots=4,

@@ -238,10 +238,10 @@ class AdaptationTrainer:
                 save_image_grid(grid, self.output_dir / "grids" / f"step_{step:06d}.png")
             if args.eval_every and (step + 1) % args.eval_every == 0 and step + 1 < args.steps:
                 self._evaluate(ctx, G_ema, step + 1, state)
-            last = step + 1 == args.steps
+            final_step = step + 1 == args.steps
             # from scratch, the last step is checkpointed too: long trainings run in chunks (--resume latest
             # with a larger --steps) and must continue exactly where the previous chunk stopped
-            if args.save_every and (((step + 1) % args.save_every == 0 and not last) or (last and self.from_scratch)):
+            if args.save_every and (self.from_scratch if final_step else (step + 1) % args.save_every == 0):
                 self._save_checkpoint(accelerator, step + 1)
         wall = time.time() - t0
         replicas_identical = self._check_replicas(accelerator, G)
