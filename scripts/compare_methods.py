@@ -1,27 +1,38 @@
 """Every registered method on one source → target pair, several seeds, equal step budget.
 
-    python scripts/compare_methods.py --target ../shared/data/tenshot/sketches \\
-        --reference ../shared/data/cufs_sketches --steps 200 --seeds 0,1,2 --out results/sketches
+    python scripts/compare_methods.py --out results/sketches_faces64      # the default pair below
+    python scripts/compare_methods.py --source fsgen/dcgan-digiface64 --target ../shared/data/tenshot/babies \\
+        --out results/babies
 
 Per run (own subprocess, so peak memory is its own): adapt with ``fsgen_hub.AdaptationTrainer``, then
 SWD against ``--reference`` (with the 10 shots removed from it by content), MS-SSIM diversity and the
 memorisation share of 500 samples, plus FID/intra-LPIPS when their weights are present; wall time and
 peak memory. Writes ``results.json``, ``table.md`` (mean ± std over seeds), ``bars.png`` (error bars)
-and ``grid_<method>.png`` (seed 0, the same latents for every method). The default source is the
-zoo's DigiFace DCGAN (no discriminator: every method starts from a fresh D, see the README).
+and ``grid_<method>.png`` (seed 0, the same latents for every method). Finished runs are kept in
+``results.json``, so an interrupted comparison resumes where it stopped.
+
+Default pair: the project's StyleGAN2 faces source (``fsgen/stylegan2-faces64``, with its
+discriminator) → ``../shared/data/tenshot/sketches``, SWD against ``../shared/data/cufs_sketches``.
+``--jobs 2`` runs two workers at once with one thread each (on small CPU models that is faster than
+one worker with two threads); every run of a table then has the same conditions.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+SHARED_DATA = HERE.parent.parent / "shared" / "data"
+DEFAULT_SOURCE = "fsgen/stylegan2-faces64"
+DEFAULT_TARGET, DEFAULT_REFERENCE = SHARED_DATA / "tenshot" / "sketches", SHARED_DATA / "cufs_sketches"
 METRICS = ["swd", "msssim_diversity", "memorization"]
 OPTIONAL = ["fid5k", "intra_lpips1k"]  # need Inception / LPIPS weights: skipped when absent
 SOURCE_ROW = "source (no adaptation)"
@@ -30,18 +41,20 @@ SOURCE_ROW = "source (no adaptation)"
 def worker(args) -> dict:
     import resource
 
+    import torch
+
     from fsgen_hub.errors import MissingWeightsError
     from fsgen_hub.hub import AutoGenerator
     from fsgen_hub.metrics import evaluate
     from fsgen_hub.training.grids import save_image_grid
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out_dir = Path(args.out)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with tempfile.TemporaryDirectory() as tmp:
         if args.worker == SOURCE_ROW:  # the unadapted source: where every method starts
-            from fsgen_hub.zoo import DEFAULT_SOURCE
-
-            run, wall = args.source or DEFAULT_SOURCE, 0.0
+            run, wall = args.source, 0.0
         else:
             run, wall = _adapt(args, tmp)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0
@@ -124,59 +137,78 @@ def plot(stats: dict, path: Path, title: str) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", default=None, help="default: the zoo's DigiFace DCGAN")
-    parser.add_argument("--target", required=True, help="folder of the 10 shots")
-    parser.add_argument("--reference", default=None, help="reference folder for SWD (default: the shots themselves)")
+    parser.add_argument("--source", default=DEFAULT_SOURCE, help=f"zoo id or folder (default: {DEFAULT_SOURCE})")
+    parser.add_argument("--target", default=None, help=f"folder of the 10 shots (default: {DEFAULT_TARGET})")
+    parser.add_argument("--reference", default=None,
+                        help="reference folder for SWD (default: cufs_sketches for the default target, "
+                             "else the shots themselves)")
     parser.add_argument("--methods", default=None, help="comma-separated; default: every registered method")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-samples", type=int, default=500)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jobs", type=int, default=1, help="workers run at once (threads are split between them)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args)))
         return
+    if args.target is None:
+        args.target = str(DEFAULT_TARGET)
+        args.reference = args.reference or str(DEFAULT_REFERENCE)
     for path in (args.target, args.reference):
         if path and not Path(path).is_dir():
             sys.exit(f"{path} is not a folder (the shared data lives in ../shared/data)")
+    if args.jobs < 1:
+        sys.exit("--jobs must be at least 1")
     from fsgen_hub.methods.base import list_methods
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     methods = [SOURCE_ROW] + (args.methods.split(",") if args.methods else list(list_methods()))
+    seeds = [int(s) for s in args.seeds.split(",")]
     results_file = out / "results.json"
     rows = json.loads(results_file.read_text()) if results_file.exists() else []  # resumable: finished runs are kept
     done = {(r["method"], r["seed"]) for r in rows}
-    common = [f"--target={args.target}", f"--steps={args.steps}", f"--batch-size={args.batch_size}",
-              f"--num-samples={args.num_samples}", f"--device={args.device}", f"--out={out}"]
-    common += [f"--source={args.source}"] if args.source else []
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    common = [f"--source={args.source}", f"--target={args.target}", f"--steps={args.steps}",
+              f"--batch-size={args.batch_size}", f"--num-samples={args.num_samples}", f"--device={args.device}",
+              f"--out={out}", f"--threads={threads}"]
     common += [f"--reference={args.reference}"] if args.reference else []
-    for seed in [int(s) for s in args.seeds.split(",")]:
-        for method in methods:
-            if (method, seed) in done or (method == SOURCE_ROW and seed != int(args.seeds.split(",")[0])):
+    todo = [(method, seed) for seed in seeds for method in methods
+            if (method, seed) not in done and (method != SOURCE_ROW or seed == seeds[0])]
+
+    def run_one(job: tuple[str, int]) -> dict | None:
+        method, seed = job
+        proc = subprocess.run([sys.executable, __file__, "--worker", method, f"--seed={seed}", *common],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else str(proc.returncode)
+            print(f"{method} seed {seed}: FAILED: {last}", file=sys.stderr)
+            return None
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait on the worker subprocesses
+        for future in as_completed([pool.submit(run_one, job) for job in todo]):  # record each run as it ends
+            row = future.result()
+            if row is None:
                 continue
-            proc = subprocess.run([sys.executable, __file__, "--worker", method, f"--seed={seed}", *common],
-                                  capture_output=True, text=True)
-            if proc.returncode != 0:
-                last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else str(proc.returncode)
-                print(f"{method} seed {seed}: FAILED: {last}", file=sys.stderr)
-                continue
-            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            rows.append(row)
             results_file.write_text(json.dumps(rows, indent=1))
-            print(f"{method} seed {seed}: " + ", ".join(f"{k}={v:.4g}" for k, v in rows[-1].items()
-                                                        if isinstance(v, float)), file=sys.stderr)
+            print(f"{row['method']} seed {row['seed']}: " + ", ".join(f"{k}={v:.4g}" for k, v in row.items()
+                                                                    if isinstance(v, float)), file=sys.stderr)
     if not rows:
         sys.exit("no run finished")
     table, stats = summarise(rows)
-    source = args.source or "fsgen/dcgan-digiface64"
-    title = f"{source} → {Path(args.target).name}: {args.steps} steps, batch {args.batch_size}, seeds {args.seeds}"
+    title = f"{args.source} → {Path(args.target).name}: {args.steps} steps, batch {args.batch_size}, seeds {args.seeds}"
     reference = args.reference or f"{args.target} (the shots themselves)"
     without = " without the shots" if args.reference else ""
-    text = (f"{title}; SWD vs {reference}{without}, {args.num_samples} samples\n\n{table}\n")
+    conditions = f"{args.jobs} worker(s) at once, {threads} thread(s) each, device {args.device}"
+    text = f"{title}; SWD vs {reference}{without}, {args.num_samples} samples; {conditions}\n\n{table}\n"
     (out / "table.md").write_text(text)
     plot(stats, out / "bars.png", title)
     print(text)
