@@ -156,7 +156,9 @@ def _display(value: Any, model_dir: Path) -> str:
     if value.startswith("tensor["):
         return "the training shots"
     if value.startswith(("/", "~", "\\")) or re.match(r"^[A-Za-z]:[\\/]", value):
-        return f"a local folder (`{Path(value).name}`)"  # absolute paths would publish the user's file tree
+        name = re.split(r"[\\/]", value.rstrip("\\/"))[-1]  # POSIX or Windows separators, whatever the OS
+        kind = "file" if Path(name).suffix else "folder"  # a dataset file (parquet, zip) or a folder of images
+        return f"a local {kind} (`{name}`)"  # absolute paths would publish the user's file tree
     return f"`{value}`"
 
 
@@ -299,6 +301,8 @@ def _discriminator_text(model_dir: Path, lineage: dict) -> str:
     if not (model_dir / "discriminator" / "model.safetensors").is_file():
         return "not included"
     origin = (lineage.get("training") or {}).get("discriminator") or lineage.get("discriminator")
+    if lineage.get("kind") == "trained":
+        return "included in `discriminator/`, trained with the generator (`AutoDiscriminator.from_pretrained`)"
     how = {"source": ", adapted together with the generator from the base model's discriminator",
            "fresh": ", trained from a fresh initialisation (the base model had none)",
            "converted": ", converted with the generator"}.get(origin, "")

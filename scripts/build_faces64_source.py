@@ -83,6 +83,8 @@ def export(run: Path, data: Path, status: str, swd_samples: int) -> Path:
                              "data_terms": "UTKFace: non-commercial research use only; photos of real, identifiable "
                                            "people whose copyright stays with the owners"}
     lineage["data_terms"] = lineage["base_model"]["data_terms"]
+    # the shipped lineage names the data portably (not this machine's path); every photo was used, none drawn
+    lineage["data"].update(id="faces64/train.parquet (UTKFace, 64 px; ../shared/data in this project)", shot_seed=None)
     lineage["status"] = status
     lineage["weights_dtype"] = "float16 (loaded into float32 parameters)"
 
@@ -96,7 +98,7 @@ def export(run: Path, data: Path, status: str, swd_samples: int) -> Path:
         (result,) = evaluate(AutoGenerator.from_pretrained(tmp), reference[pick], ["swd"], num_samples=swd_samples,
                              seed=0, step=training["steps"])
         result.protocol["reference"] = f"{swd_samples} random photos of faces64/train.parquet (seed 0)"  # not tensor[N]
-        append_jsonl(tmp / "metrics.jsonl", result.to_record())
+        append_jsonl(tmp / "metrics.jsonl", {**result.to_record(), "model": MODEL_ID})  # not the temporary folder
         cards.write_model_card(tmp, repo_id=MODEL_ID)  # titled by its zoo id, not the temporary folder
     size = sum(p.stat().st_size for p in ASSET.rglob("*") if p.is_file()) / 2**20
     print(f"exported step {training['steps']} to {ASSET} ({size:.1f} MiB); swd {result.value:.2f}")

@@ -190,3 +190,11 @@ def test_an_edited_card_is_kept_and_an_unedited_one_is_refreshed(tmp_path, tiny_
     assert refresh_model_card(folder, "alice/other") == "kept" and path.read_text() == edited
     path.unlink()
     assert refresh_model_card(folder, "alice/m") == "written" and path.is_file()
+
+
+def test_local_data_paths_are_shown_by_name_only():
+    from fsgen_hub.cards import _display
+
+    assert _display("/home/alice/data/faces.parquet", Path(".")) == "a local file (`faces.parquet`)"
+    assert _display("/home/alice/data/sketches", Path(".")) == "a local folder (`sketches`)"
+    assert "alice" not in _display("C:\\Users\\alice\\shots", Path("."))

@@ -32,7 +32,10 @@ def test_train_stylegan2_from_scratch_writes_generator_and_discriminator(tmp_pat
     lineage = json.loads((out / "lineage.json").read_text())
     assert lineage["kind"] == "trained" and lineage["base_model"]["id"] is None and "method" not in lineage
     assert lineage["data"]["shots"] == 6 and lineage["training"]["steps"] == 3
-    assert (out / "README.md").is_file() and (out / "samples.png").is_file()
+    assert lineage["data"]["shot_seed"] is None  # every image is used: no shot was drawn
+    assert (out / "samples.png").is_file()
+    card = (out / "README.md").read_text()
+    assert "trained with the generator" in card and "base model had none" not in card and "shot seed" not in card
     # the last step is checkpointed so that a later chunk can continue
     assert (out / "checkpoint-3" / "trainer_state.json").is_file()
 

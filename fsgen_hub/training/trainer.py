@@ -429,7 +429,9 @@ MAX_LISTED_FILES = 100
 def _data_record(data_id, records: list[dict], args: TrainingArguments) -> dict:
     """The training images of the lineage: every file's hash for few-shot sets; for a large training
     set (a source model's 23k photos), one digest of all hashes instead of megabytes of them."""
-    data = {"id": data_id, "shots": len(records), "shot_seed": args.shot_seed, "image_column": args.image_column}
+    drawn = args.shots is not None  # the shot seed matters only when a subset was drawn
+    data = {"id": data_id, "shots": len(records), "shot_seed": args.shot_seed if drawn else None,
+            "image_column": args.image_column}
     if len(records) <= MAX_LISTED_FILES:
         return {**data, "files": records}
     digest = hashlib.sha256("".join(r["sha256"] for r in records).encode()).hexdigest()
