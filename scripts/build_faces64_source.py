@@ -84,7 +84,9 @@ def export(run: Path, data: Path, status: str, swd_samples: int) -> Path:
                                            "people whose copyright stays with the owners"}
     lineage["data_terms"] = lineage["base_model"]["data_terms"]
     # the shipped lineage names the data portably (not this machine's path); every photo was used, none drawn
-    lineage["data"].update(id="faces64/train.parquet (UTKFace, 64 px; ../shared/data in this project)", shot_seed=None)
+    data_name = "faces64/train.parquet (UTKFace, 64 px; ../shared/data in this project)"
+    lineage["data"].update(id=data_name, shot_seed=None)
+    training["args"].update(data=data_name, output_dir="runs/stylegan2-faces64")
     lineage["status"] = status
     lineage["weights_dtype"] = "float16 (loaded into float32 parameters)"
 
