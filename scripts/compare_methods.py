@@ -88,6 +88,11 @@ def _adapt(args, tmp) -> tuple[Path, float]:
     return run, time.time() - t0
 
 
+def _shown(path: str) -> str:
+    """A data path as the table shows it: relative to the working directory (no home paths in results)."""
+    return os.path.relpath(path) if Path(path).is_absolute() else path
+
+
 def summarise(rows: list[dict]) -> tuple[str, dict]:
     methods = sorted(dict.fromkeys(r["method"] for r in rows), key=lambda m: (m != SOURCE_ROW, m))
     metrics = [k for k in rows[0] if k not in ("method", "seed")]
@@ -205,7 +210,7 @@ def main(argv=None) -> None:
         sys.exit("no run finished")
     table, stats = summarise(rows)
     title = f"{args.source} → {Path(args.target).name}: {args.steps} steps, batch {args.batch_size}, seeds {args.seeds}"
-    reference = args.reference or f"{args.target} (the shots themselves)"
+    reference = _shown(args.reference) if args.reference else f"{_shown(args.target)} (the shots themselves)"
     without = " without the shots" if args.reference else ""
     conditions = f"{args.jobs} worker(s) at once, {threads} thread(s) each, device {args.device}"
     text = f"{title}; SWD vs {reference}{without}, {args.num_samples} samples; {conditions}\n\n{table}\n"
