@@ -302,9 +302,10 @@ def _discriminator_text(model_dir: Path, lineage: dict) -> str:
         return "not included"
     origin = (lineage.get("training") or {}).get("discriminator") or lineage.get("discriminator")
     if lineage.get("kind") == "trained":
-        return "included in `discriminator/`, trained with the generator (`AutoDiscriminator.from_pretrained`)"
+        origin = "trained"  # from scratch there is no base model whose D could have been missing
     how = {"source": ", adapted together with the generator from the base model's discriminator",
            "fresh": ", trained from a fresh initialisation (the base model had none)",
+           "trained": ", trained with the generator",
            "converted": ", converted with the generator"}.get(origin, "")
     return f"included in `discriminator/`{how} (`AutoDiscriminator.from_pretrained`)"
 
