@@ -51,7 +51,9 @@ def test_short_run_writes_a_complete_model_folder(tmp_path, source_and_data):
     assert lineage["kind"] == "adapted" and lineage["method"]["name"] == "finetune"
     assert lineage["data"]["shots"] == 4 and all(len(f["sha256"]) == 64 for f in lineage["data"]["files"])
     assert lineage["training"]["steps"] == 6 and lineage["training"]["discriminator"] == "source"
-    assert lineage["base_model"]["id"] == source_and_data[0]
+    # portable lineage: the local source by name, its path relative to the run and its digest; no absolute path
+    assert lineage["base_model"]["id"] == "source" and lineage["base_model"]["path"] == "../source"
+    assert len(lineage["base_model"]["sha256"]) == 64 and str(tmp_path) not in (out / "lineage.json").read_text()
     for name in ("samples.png", "shots.png", "source_vs_adapted.png", "grids/step_000000.png", "discriminator/model.safetensors"):
         assert (out / name).is_file(), name
     log = read_jsonl(out / "logs" / "train_log.jsonl")

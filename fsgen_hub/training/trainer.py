@@ -26,6 +26,7 @@ from fsgen_hub.errors import FsgenError
 from fsgen_hub.hub import LINEAGE_NAME, AutoDiscriminator, AutoGenerator, model_class, read_lineage
 from fsgen_hub.io import append_jsonl, write_json
 from fsgen_hub.methods.base import AdaptationMethod, AdaptContext, StepBatch, get_method
+from fsgen_hub.training import checkpointing as ckpt
 from fsgen_hub.training.arguments import TrainingArguments
 from fsgen_hub.training.augment import DiffAugment
 from fsgen_hub.training.data import load_images
@@ -33,21 +34,12 @@ from fsgen_hub.training.grids import save_image_grid
 from fsgen_hub.training.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 
 logger = logging.getLogger(__name__)
-CHECKPOINT_PREFIX = "checkpoint-"
+CHECKPOINT_PREFIX = ckpt.CHECKPOINT_PREFIX
 DEFAULT_METHOD = "dap"
-
-
-class _StateHolder:
-    """Wraps objects with state_dict/load_state_dict for Accelerate's register_for_checkpointing."""
-
-    def __init__(self, get, set_):
-        self._get, self._set = get, set_
-
-    def state_dict(self):
-        return self._get()
-
-    def load_state_dict(self, state):
-        self._set(state)
+# what a checkpoint must match to be resumed: another source, data set, method or architecture would
+# continue a different run under this one's lineage
+IDENTITY_FIELDS = {"source_sha256": "--source", "data_sha256": "--data/--shots/--shot-seed", "method": "--method",
+                   "method_config": "--method-option", "architecture": "the model architecture"}
 
 
 def _weights_digest(module: torch.nn.Module) -> str:
@@ -83,21 +75,29 @@ class AdaptationTrainer:
 
     # ------------------------------------------------------------------ set-up
     def _check_output_dir(self) -> Path | None:
+        """The checkpoint to resume from (None for a fresh run); refuses folders a fresh run must not touch."""
         out, args = self.output_dir, self.args
-        checkpoints = sorted(out.glob(f"{CHECKPOINT_PREFIX}*"), key=lambda p: int(p.name.split("-")[-1])) if out.is_dir() else []
+        if out.exists() and not out.is_dir():
+            raise FsgenError(f"--output-dir {out} is a file, not a folder: choose another --output-dir")
+        checkpoints = ckpt.list_checkpoints(out)
         if args.resume:
             if args.resume == "latest":
                 if not checkpoints:
-                    raise FsgenError(f"--resume latest: no {CHECKPOINT_PREFIX}N folder in {out}")
+                    raise FsgenError(f"--resume latest: no complete {CHECKPOINT_PREFIX}<step> folder in {out}")
                 return checkpoints[-1]
             path = Path(args.resume)
-            if not (path / "trainer_state.json").is_file():
-                raise FsgenError(f"--resume {path}: not a checkpoint folder (no trainer_state.json)")
+            if not ckpt.is_complete_checkpoint(path):
+                raise FsgenError(f"--resume {path}: not a complete checkpoint folder (no {ckpt.TRAINER_STATE_NAME} "
+                                 "listing its files): pass a checkpoint-<step> folder or --resume latest")
             return path
         if (out / LINEAGE_NAME).is_file() and (out / "model.safetensors").is_file():
             raise FsgenError(f"{out} already holds a finished run: choose another --output-dir or delete it")
         if checkpoints:
             raise FsgenError(f"{out} holds checkpoints of an unfinished run: pass --resume latest or another --output-dir")
+        if out.is_dir() and any(out.iterdir()):
+            what = "a model" if (out / "config.json").exists() or (out / "model.safetensors").exists() else "files"
+            raise FsgenError(f"{out} already holds {what} that a new run would overwrite: choose another --output-dir "
+                             "or empty it")
         return None
 
     def _build_models(self):
@@ -136,11 +136,76 @@ class AdaptationTrainer:
 
     # ------------------------------------------------------------------ main loop
     def train(self) -> Path:
+        args = self.args
+        resume_from = self._check_output_dir()
+        # every input is read and checked before the output folder is created: a bad input leaves nothing behind
+        torch.manual_seed(args.seed)
+        G, D, d_origin, base = self._build_models()
+        args.fill_optimizer_defaults(G.optimizer_defaults)
+        images, shot_records, data_id = load_images(
+            args.data, G.resolution, shots=args.shots, shot_seed=args.shot_seed, image_column=args.image_column, return_id=True
+        )
+        self.identity = self._run_identity(G, shot_records)
+        if resume_from is not None:
+            self._check_identity(resume_from)
+        created = _first_missing_ancestor(self.output_dir)
+        try:
+            self._train(resume_from, G, D, d_origin, base, images, shot_records, data_id)
+        except Exception:
+            if resume_from is None and os.environ.get("RANK", "0") == "0":
+                self._discard_failed_run(created)
+            raise
+        if args.push_to_hub and self._is_main:
+            from fsgen_hub import cards
+
+            url = cards.push_folder(self.output_dir, args.push_to_hub)
+            print(f"pushed to {url}")
+        return self.output_dir
+
+    def _discard_failed_run(self, created: Path | None) -> None:
+        """A fresh run that failed before its first checkpoint leaves the file system as it found it.
+
+        Once a checkpoint exists the folder is kept: the error names the last good checkpoint to resume from.
+        """
+        if ckpt.list_checkpoints(self.output_dir):
+            return
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        elif self.output_dir.is_dir():  # it existed, empty (checked at the start): empty it again
+            for child in self.output_dir.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+
+    def _run_identity(self, G, shot_records: list[dict]) -> dict:
+        """What ties a checkpoint to its run: source weights, training images, method and architecture."""
+        method = self.method
+        identity = {
+            "source_sha256": None if self.from_scratch else _weights_digest(G),
+            "data_sha256": hashlib.sha256("".join(r["sha256"] for r in shot_records).encode()).hexdigest(),
+            "method": None if self.from_scratch else method.name,
+            "method_config": None if self.from_scratch else method.config.to_dict(),
+            "architecture": {k: v for k, v in G.config_dict().items() if k != "fsgen_hub_version"},
+        }
+        return json.loads(json.dumps(identity, sort_keys=True, default=str))  # as it reads back from JSON
+
+    def _check_identity(self, checkpoint: Path) -> None:
+        recorded = ckpt.read_json(checkpoint / ckpt.TRAINER_STATE_NAME).get("run")
+        if not isinstance(recorded, dict):
+            raise FsgenError(f"{checkpoint} records no run identity: it cannot be resumed, start a new --output-dir")
+        for key, flag in IDENTITY_FIELDS.items():
+            if recorded.get(key) != self.identity[key]:
+                raise FsgenError(
+                    f"{checkpoint} belongs to a run with another {flag}: resume with the arguments of that run "
+                    f"(see {checkpoint.parent / 'logs' / 'run_args.json'}) or choose another --output-dir"
+                )
+
+    def _train(self, resume_from, G, D, d_origin, base, images, shot_records, data_id) -> None:
         from accelerate import Accelerator
         from accelerate.utils import ProjectConfiguration
 
         args, method = self.args, self.method
-        resume_from = self._check_output_dir()
         (self.output_dir / "logs").mkdir(parents=True, exist_ok=True)
         cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
         accelerator = Accelerator(
@@ -150,13 +215,7 @@ class AdaptationTrainer:
             log_with="tensorboard",
             project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")),
         )
-        main = accelerator.is_main_process
-        torch.manual_seed(args.seed)
-        G, D, d_origin, base = self._build_models()
-        args.fill_optimizer_defaults(G.optimizer_defaults)
-        images, shot_records, data_id = load_images(
-            args.data, G.resolution, shots=args.shots, shot_seed=args.shot_seed, image_column=args.image_column, return_id=True
-        )
+        main = self._is_main = accelerator.is_main_process
         source_G = copy.deepcopy(G).eval().requires_grad_(False)
         G, D = G.to(accelerator.device).train(), D.to(accelerator.device).train()
         augment = DiffAugment(args.augment)
@@ -184,11 +243,10 @@ class AdaptationTrainer:
         opt_d = prepared[-1] if opt_d is not None else None
         ctx.optimizers = {k: o for k, o in (("G", opt_g), ("D", opt_d)) if o is not None}
         state = {"step": 0, "best": None}
-        accelerator.register_for_checkpointing(G, D, G_ema)
-        accelerator.register_for_checkpointing(_StateHolder(method.state_dict, method.load_state_dict))
-        accelerator.register_for_checkpointing(_StateHolder(lambda: dict(state), state.update))
+        self._checkpointed = {"modules": {"generator": G, "discriminator": D, "generator_ema": G_ema},
+                              "optimizers": ctx.optimizers, "state": state}
         if resume_from is not None:
-            accelerator.load_state(str(resume_from))
+            self._load_checkpoint(accelerator, resume_from)
             logger.info("resumed from %s at step %d", resume_from, state["step"])
         if main:
             accelerator.init_trackers("tensorboard", config=_flat_config(args))
@@ -219,7 +277,7 @@ class AdaptationTrainer:
             _ema_update(G_ema, accelerator.unwrap_model(G), ema_beta)
             for key, value in values.items():
                 if not math.isfinite(value):
-                    last = max(self.output_dir.glob(f"{CHECKPOINT_PREFIX}*"), default=None, key=lambda p: int(p.name.split("-")[-1]))
+                    last = (ckpt.list_checkpoints(self.output_dir) or [None])[-1]
                     raise FsgenError(
                         f"{key} became {value} at step {step}: lower --lr-g/--lr-d (now {args.lr_g}/{args.lr_d})"
                         + (f"; the last good checkpoint is {last}" if last else "")
@@ -252,7 +310,6 @@ class AdaptationTrainer:
             self._finish(ctx, source_G, G_ema, D, d_origin, base, shot_records, data_id, wall, images, replicas_identical, state)
         accelerator.wait_for_everyone()
         accelerator.end_training()  # also tears down the process group
-        return self.output_dir
 
     # ------------------------------------------------------------------ phases
     def _sync_gradients(self, params, world: int) -> None:
@@ -323,21 +380,50 @@ class AdaptationTrainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, accelerator, step: int) -> None:
+        """checkpoint-<step>: safetensors + JSON only (see fsgen_hub.training.checkpointing), written by the main
+        process into a temporary folder renamed at the end, so a checkpoint folder exists only once complete."""
         final = self.output_dir / f"{CHECKPOINT_PREFIX}{step}"
         tmp = self.output_dir / f".{CHECKPOINT_PREFIX}{step}.tmp"
+        accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp))
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            write_json(tmp / "trainer_state.json", {"step": step, "fsgen_hub_version": __version__})
+            tmp.mkdir(parents=True)
+            saved = self._checkpointed
+            files = [ckpt.save_module(accelerator.unwrap_model(m), tmp, name) for name, m in saved["modules"].items()]
+            for name, optimizer in saved["optimizers"].items():
+                files += ckpt.save_tree(optimizer.state_dict(), tmp, f"optimizer_{name}")
+            files += ckpt.save_tree(self.method.state_dict(), tmp, "method_state")
+            loop = {"step": step, "best": saved["state"]["best"]}
+            if accelerator.scaler is not None:
+                loop["scaler"] = accelerator.scaler.state_dict()
+            files += ckpt.save_tree(loop, tmp, "loop_state")
+            write_json(tmp / ckpt.TRAINER_STATE_NAME, {
+                "format": ckpt.CHECKPOINT_FORMAT, "format_version": ckpt.CHECKPOINT_FORMAT_VERSION, "step": step,
+                "fsgen_hub_version": __version__, "run": self.identity, "files": sorted(files),
+            })
             shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)  # a checkpoint folder exists only once complete
-            kept = sorted(self.output_dir.glob(f"{CHECKPOINT_PREFIX}*"), key=lambda p: int(p.name.split("-")[-1]))
-            for old in kept[: -self.args.keep_checkpoints]:
+            os.replace(tmp, final)
+            for old in ckpt.list_checkpoints(self.output_dir)[: -self.args.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
         accelerator.wait_for_everyone()
+
+    def _load_checkpoint(self, accelerator, path: Path) -> None:
+        saved = self._checkpointed
+        for name, module in saved["modules"].items():
+            ckpt.load_module(accelerator.unwrap_model(module), path, name)
+        try:
+            for name, optimizer in saved["optimizers"].items():
+                optimizer.load_state_dict(ckpt.load_tree(path, f"optimizer_{name}"))
+            self.method.load_state_dict(ckpt.load_tree(path, "method_state"))
+            loop = ckpt.load_tree(path, "loop_state")
+            saved["state"].update(step=int(loop["step"]), best=loop.get("best"))
+            if accelerator.scaler is not None and loop.get("scaler"):
+                accelerator.scaler.load_state_dict(loop["scaler"])
+        except FsgenError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+            raise FsgenError(f"{path} does not fit this run ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}): "
+                             "resume with the arguments of that run or choose another --output-dir") from None
 
     def _check_replicas(self, accelerator, G) -> bool | None:
         if accelerator.num_processes == 1:
@@ -391,14 +477,14 @@ class AdaptationTrainer:
         lineage = {
             "fsgen_hub_version": __version__,
             "kind": "trained" if self.from_scratch else "adapted",
-            "base_model": base,
-            "data": _data_record(data_id, shot_records, args),
+            "base_model": portable_base(base, out),
+            "data": _data_record(portable_name(data_id), shot_records, args),
             "training": {
                 "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
                 "mixed_precision": args.mixed_precision, "num_processes": ctx.accelerator.num_processes,
                 "replicas_identical": replicas, "wall_time_s": round(wall, 1),
                 "hardware": hardware_description(ctx.accelerator), "discriminator": d_origin,
-                "augment": args.augment, "args": args.to_dict(),
+                "augment": args.augment, "args": portable_args(args.to_dict()),
             },
             "artifacts": artifacts,
         }
@@ -416,14 +502,46 @@ class AdaptationTrainer:
             cards = None
         if cards is not None:
             cards.write_model_card(out)
-        if args.push_to_hub:
-            if cards is None:
-                raise FsgenError("--push-to-hub needs fsgen_hub.cards")
-            url = cards.push_folder(out, args.push_to_hub)
-            print(f"pushed to {url}")
 
 
 MAX_LISTED_FILES = 100
+PATH_ARGS = ("source", "data", "output_dir", "resume", "eval_reference")
+
+
+# lineage.json is published with the model: it names local files by their name (plus digests and a path
+# relative to the run folder), never by the absolute paths of the machine that trained it
+def _is_local_path(value) -> bool:
+    return isinstance(value, str) and bool(value) and Path(value).expanduser().exists()
+
+
+def portable_name(value):
+    """A local path reduced to its last component; ids (hub, zoo, descriptive) are kept as they are."""
+    return Path(value).expanduser().resolve().name if _is_local_path(value) else value
+
+
+def portable_args(values: dict) -> dict:
+    return {k: portable_name(v) if k in PATH_ARGS else v for k, v in values.items()}
+
+
+def portable_base(base: dict, run_dir: Path) -> dict:
+    """The base model of the lineage: a hub or zoo id as it is; a local folder as its name, its path relative to
+    the run folder (which the demo follows to show the source) and the sha256 of its weights file."""
+    source = base.get("id")
+    if not _is_local_path(source):
+        return base
+    folder = Path(source).expanduser().resolve()
+    weights = folder / "model.safetensors"
+    return {**base, "id": folder.name, "local": True,
+            "path": Path(os.path.relpath(folder, run_dir.resolve())).as_posix(),
+            "sha256": _file_digest(weights) if weights.is_file() else None}
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _data_record(data_id, records: list[dict], args: TrainingArguments) -> dict:
@@ -471,6 +589,16 @@ def _zoo_terms(model_id: str) -> str | None:
     from fsgen_hub.zoo import ZOO
 
     return ZOO[model_id].data_terms or None if model_id in ZOO else None
+
+
+def _first_missing_ancestor(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (what a failed run must remove), or None."""
+    missing = None
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
 
 
 def default_output_dir(args: TrainingArguments) -> str:
