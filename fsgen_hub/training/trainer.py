@@ -569,7 +569,9 @@ def _progress(iterable, enabled: bool, initial: int, total: int, desc: str):
         return iterable
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, initial=initial, total=total, dynamic_ncols=True, desc=desc)
+    # disable=None: no bar when stderr is not a terminal (logs, CI, scripts), where it would bury the
+    # one-line error of a failed run under progress lines
+    return tqdm(iterable, initial=initial, total=total, dynamic_ncols=True, desc=desc, disable=None)
 
 
 def _flat_config(args: TrainingArguments) -> dict:
