@@ -18,6 +18,7 @@ import difflib
 import importlib
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -44,6 +45,37 @@ _CLASSES: dict[tuple[str, str], type[HubModel]] = {}
 
 T = TypeVar("T", bound="HubModel")
 
+# Bounds on what a config.json (or a converted checkpoint) may declare, checked before any tensor is
+# allocated: a few bytes of JSON must not make the loader reserve gigabytes. Generous for real models
+# (StyleGAN2 config F at 1024 px: 512 channels, 30M parameters).
+MAX_WIDTH = 4096            # channels of a layer
+MAX_LATENT = 4096           # z / w size
+MAX_MAPPING_LAYERS = 64
+MAX_PARAMETERS = 200_000_000  # generator + discriminator, about 0.8 GB in float32
+MAX_TENSOR_ELEMENTS = 1 << 26
+
+
+def check_int(owner: str, name: str, value: Any, low: int, high: int) -> int:
+    """``value`` when it is a whole number in [low, high] (bools, floats and strings are refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CheckpointError(f"{owner}.{name} must be a whole number, got {value!r}: fix config.json or re-convert")
+    if not low <= value <= high:
+        raise CheckpointError(f"{owner}.{name} must be between {low} and {high}, got {value}: fix config.json")
+    return value
+
+
+def check_float(owner: str, name: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
+        raise CheckpointError(f"{owner}.{name} must be a finite number between {low} and {high}, got {value!r}: "
+                              "fix config.json")
+    return float(value)
+
+
+def check_parameter_budget(owner: str, count: int) -> None:
+    if count > MAX_PARAMETERS:
+        raise CheckpointError(f"{owner} declares about {count:,} parameters, more than the {MAX_PARAMETERS:,} "
+                              "fsgen_hub loads: the config is corrupt or not meant for this library")
+
 
 @dataclasses.dataclass
 class ModelConfig:
@@ -54,12 +86,14 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
+        if not isinstance(data, dict):
+            raise CheckpointError(f"invalid {cls.__name__} in config.json: expected a JSON object")
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in names}
         try:
             return cls(**kwargs)
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"invalid {cls.__name__} in config.json: {exc}") from None
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise CheckpointError(f"invalid {cls.__name__} in config.json: {str(exc).splitlines()[0][:160]}") from None
 
 
 class HubModel(
@@ -256,31 +290,46 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def load_weights(model: torch.nn.Module, weights_file: str | os.PathLike, strict: bool = True) -> None:
-    """Load a safetensors file into ``model`` checking keys and shapes, with one-line errors."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
 
-    try:
-        state = load_file(str(weights_file))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(
-            f"cannot read {weights_file}: {str(exc).splitlines()[0]} (truncated or corrupt download? delete it and retry)"
-        ) from None
+
+def load_weights(model: torch.nn.Module, weights_file: str | os.PathLike, strict: bool = True) -> None:
+    """Load a safetensors file into ``model`` with one-line errors.
+
+    Names, shapes and dtypes are compared with the model from the file's header before any tensor is read,
+    so a file that declares other (or huge) tensors is refused without allocating them.
+    """
+    from safetensors import SafetensorError, safe_open
+
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if strict and (missing or unexpected):
+    try:
+        with safe_open(str(weights_file), framework="pt") as f:
+            header = {key: (f.get_slice(key).get_shape(), f.get_slice(key).get_dtype()) for key in f.keys()}
+            missing = [k for k in own if k not in header]
+            unexpected = [k for k in header if k not in own]
+            if strict and (missing or unexpected):
+                raise CheckpointError(
+                    f"{weights_file} does not match its config.json: missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+                    f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}"
+                )
+            for key, (shape, dtype) in header.items():
+                if key not in own:
+                    continue
+                if tuple(own[key].shape) != tuple(shape):
+                    raise CheckpointError(
+                        f"{weights_file}: tensor {key} has shape {tuple(shape)} but config.json implies "
+                        f"{tuple(own[key].shape)}; the config and the weights come from different models"
+                    )
+                if own[key].is_floating_point() != (dtype in FLOAT_DTYPES):
+                    raise CheckpointError(f"{weights_file}: tensor {key} is stored as {dtype}, which does not fit "
+                                          f"{own[key].dtype}: the file is corrupt or not an fsgen_hub model")
+            state = {key: f.get_tensor(key) for key in header if key in own}
+    except CheckpointError:
+        raise
+    except (SafetensorError, OSError, ValueError, RuntimeError, MemoryError, TypeError) as exc:
         raise CheckpointError(
-            f"{weights_file} does not match its config.json: missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
-            f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}"
-        )
-    for key, value in state.items():
-        if key in own and own[key].shape != value.shape:
-            raise CheckpointError(
-                f"{weights_file}: tensor {key} has shape {tuple(value.shape)} but config.json implies "
-                f"{tuple(own[key].shape)}; the config and the weights come from different models"
-            )
+            f"cannot read {weights_file}: {str(exc).splitlines()[0][:160]} (truncated or corrupt download? delete it and retry)"
+        ) from None
     model.load_state_dict(state, strict=strict)
 
 

@@ -4,21 +4,28 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 
+def _temporary_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling path; on success it replaces ``path`` in one rename, on error it vanishes."""
+    """Yield a temporary sibling path; on success it replaces ``path`` in one rename, on error it vanishes.
+
+    The temporary file is created with mode 0o666 filtered by the user's umask (tempfile.mkstemp would make
+    every model file 0600, unreadable to the group a lab shares models with).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _temporary_name(path)
+    os.close(os.open(tmp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -30,11 +37,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling folder that becomes ``path`` on success (an existing ``path`` is replaced).
 
-    On error the temporary folder is removed and ``path`` is left exactly as it was.
+    On error the temporary folder is removed and ``path`` is left exactly as it was. The folder gets the
+    user's umask (not mkdtemp's 0700).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = _temporary_name(path)
+    os.mkdir(tmp, 0o777)
     try:
         yield tmp
         if path.exists():

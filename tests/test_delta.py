@@ -61,7 +61,8 @@ def test_delta_onto_base_equals_merged_export(setup, source, method):
     delta_size = (out / "adapter" / ADAPTER_WEIGHTS_NAME).stat().st_size
     assert delta_size < 0.3 * (out / "model.safetensors").stat().st_size
     config = json.loads((out / "adapter" / ADAPTER_CONFIG_NAME).read_text())
-    assert config["method"] == method and config["base_model"]["id"] == str(tmp / source)
+    assert config["method"] == method and config["base_model"]["id"] == source  # portable: name + relative path
+    assert config["base_model"]["path"] == f"../../{source}" and str(tmp) not in json.dumps(config)
     assert json.loads((out / "lineage.json").read_text())["artifacts"]["adapter"] == "adapter"
 
 

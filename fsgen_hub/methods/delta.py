@@ -29,6 +29,7 @@ import copy
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -180,10 +181,15 @@ class ModulationMethod(AdaptationMethod):
         self.base_digest = weights_digest(G)
         info = getattr(G, "source_info", {}) or {}
         source = getattr(ctx.args, "source", None) or info.get("model_id")
-        if source is not None and Path(str(source)).expanduser().is_dir():
-            source = str(Path(str(source)).expanduser().resolve())  # a relative path would break elsewhere
         self.base_model = {"id": source, "revision": info.get("revision"), "commit": info.get("commit"),
                            "sha256": self.base_digest}
+        if source is not None and Path(str(source)).expanduser().is_dir():
+            # published with the model: a local base by its name and its path relative to the adapter folder
+            # (what load_delta follows for a local adapter), never the machine's absolute path
+            folder = Path(str(source)).expanduser().resolve()
+            adapter_dir = (Path(ctx.output_dir) / ADAPTER_SUBFOLDER).resolve() if getattr(ctx, "output_dir", None) else None
+            self.base_model.update(id=folder.name, local=True,
+                                   path=Path(os.path.relpath(folder, adapter_dir)).as_posix() if adapter_dir else None)
 
     def export(self, ctx: AdaptContext, generator: nn.Module) -> nn.Module:
         # a new plain generator: the parametrized EMA generator is still needed by write_artifacts (the delta)
@@ -269,11 +275,13 @@ def load_delta(folder_or_id, base: nn.Module | str | None = None, *, subfolder: 
                                 revision=revision, cache_dir=cache_dir, force_download=force_download, token=token,
                                 local_files_only=local_files_only)
     config = read_delta_config(files[ADAPTER_CONFIG_NAME])
-    recorded = config["base_model"] or {}
+    recorded = config["base_model"] if isinstance(config["base_model"], dict) else {}
+    digest = recorded.get("sha256")
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise CheckpointError(f"{files[ADAPTER_CONFIG_NAME]} records no sha256 of its base weights: the delta cannot be "
+                              "checked against a base, re-export it with this fsgen_hub")
     if base is None or isinstance(base, (str, Path)):
-        base_id = str(base) if base is not None else recorded.get("id")
-        if not base_id:
-            raise CheckpointError(f"{files[ADAPTER_CONFIG_NAME]} records no base model: pass base=<id or generator>")
+        base_id = str(base) if base is not None else recorded_base_id(recorded, folder_or_id, files[ADAPTER_CONFIG_NAME])
         base = AutoGenerator.from_pretrained(base_id, revision=recorded.get("revision") if base is None else None,
                                              cache_dir=cache_dir, token=token, local_files_only=local_files_only)
     else:
@@ -281,7 +289,7 @@ def load_delta(folder_or_id, base: nn.Module | str | None = None, *, subfolder: 
     if getattr(base, "architecture", None) != config["architecture"]:
         raise CheckpointError(f"the delta is for a {config['architecture']!r} generator, the base is "
                               f"{getattr(base, 'architecture', type(base).__name__)!r}: pass the matching base")
-    if recorded.get("sha256") and weights_digest(base) != recorded["sha256"]:
+    if weights_digest(base) != digest:
         raise CheckpointError(f"the base weights differ from those the delta was trained on ({recorded.get('id')}, "
                               f"revision {recorded.get('revision')}): pass the exact base model")
     method = get_method(config["method"], config.get("config"))
@@ -309,6 +317,25 @@ def load_delta(folder_or_id, base: nn.Module | str | None = None, *, subfolder: 
     base.source_info = {"model_id": str(folder_or_id), "revision": revision, "commit": None,
                         "local_dir": str(Path(files[ADAPTER_CONFIG_NAME]).parent), "base_model": recorded}
     return base
+
+
+def recorded_base_id(recorded: dict, folder_or_id, config_path) -> str:
+    """The base model an adapter names: a hub or zoo id, or, for an adapter in a local folder, its recorded path
+    relative to that folder. Absolute paths and ``..`` in ids are refused: an adapter downloaded from the hub
+    must not make the loader read arbitrary local folders."""
+    base_id, path = recorded.get("id"), recorded.get("path")
+    local_adapter = Path(str(folder_or_id)).expanduser().is_dir()
+    if recorded.get("local"):
+        if not local_adapter or not isinstance(path, str) or not path or Path(path).is_absolute():
+            raise CheckpointError(f"{config_path} was trained on a local base model ({base_id!r}) that is not available "
+                                  "here: pass base=<that model's folder or id>")
+        return str((Path(str(folder_or_id)).expanduser() / path).resolve())
+    if not isinstance(base_id, str) or not base_id:
+        raise CheckpointError(f"{config_path} records no base model: pass base=<id or generator>")
+    if base_id.startswith(("/", "~", "\\")) or ".." in base_id.replace("\\", "/").split("/") or ":" in base_id:
+        raise CheckpointError(f"{config_path} names its base model by a path ({base_id!r}), which is not followed: "
+                              "pass base=<id or generator>")
+    return base_id
 
 
 def merge(model: nn.Module) -> nn.Module:

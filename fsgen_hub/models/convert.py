@@ -76,14 +76,41 @@ def _load(model, state, path):
     model.load_state_dict(state)
 
 
+def check_output_folder(src: Path, out_dir: Path, overwrite: bool) -> None:
+    """``out_dir`` is replaced whole: refuse anything whose loss the user did not ask for.
+
+    The input is never inside what gets replaced; a non-empty folder that is not an fsgen_hub model folder
+    (a checkpoints folder, a home directory) is replaced only with ``overwrite``.
+    """
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise CheckpointError(f"{out_dir} exists and is not a folder: choose another output folder")
+    if not out_dir.exists():
+        return
+    resolved = out_dir.resolve()
+    if src.resolve().is_relative_to(resolved):
+        raise CheckpointError(f"{out_dir} contains the input {src}: replacing it would delete the checkpoint; "
+                              "choose another output folder")
+    if not any(out_dir.iterdir()) or overwrite:
+        return
+    is_model_folder = (out_dir / "config.json").is_file() and (out_dir / "model.safetensors").is_file()
+    if not is_model_folder:
+        raise CheckpointError(f"{out_dir} is not empty and is not an fsgen_hub model folder: choose another output "
+                              "folder, or pass --overwrite to replace it with the converted model")
+
+
 def convert_checkpoint(src: str | Path, out_dir: str | Path, from_format: str | None = None,
-                       lineage_extra: dict | None = None) -> Path:
-    """Convert ``src`` into the hub folder ``out_dir`` (config.json, model.safetensors, discriminator/, lineage.json)."""
+                       lineage_extra: dict | None = None, overwrite: bool = False) -> Path:
+    """Convert ``src`` into the hub folder ``out_dir`` (config.json, model.safetensors, discriminator/, lineage.json).
+
+    An existing ``out_dir`` is replaced when it is empty or an fsgen_hub model folder; any other folder only
+    with ``overwrite``; a folder holding ``src`` never.
+    """
     src, out_dir = Path(src), Path(out_dir)
     if from_format is not None and from_format not in FORMATS:
         raise CheckpointError(f"unknown --from {from_format!r}; choose one of {', '.join(FORMATS)}")
     if not src.is_file():
         raise CheckpointError(f"checkpoint {src} does not exist")
+    check_output_folder(src, out_dir, overwrite)
     fmt = from_format or detect_format(src)
     if fmt == "rosinality":
         from fsgen_hub.models.convert_stylegan2 import convert_rosinality as convert

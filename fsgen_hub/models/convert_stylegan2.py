@@ -9,6 +9,7 @@ resnet discriminator with minibatch-stddev), so a faithful mapping reproduces th
 """
 from __future__ import annotations
 
+import argparse
 import collections
 import hashlib
 import io
@@ -21,23 +22,59 @@ from typing import Any
 import torch
 
 from fsgen_hub.errors import CheckpointError
+from fsgen_hub.hub import MAX_TENSOR_ELEMENTS
 from fsgen_hub.models.ops import make_kernel
 from fsgen_hub.models.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
 
 STANDARD_FIR = make_kernel([1, 3, 3, 1])
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    text = _ANSI.sub("", str(exc)).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
+def check_tensor_sizes(obj: Any, where: str, _depth: int = 0) -> None:
+    """Refuse tensors that declare more elements than their storage holds (zero or overlapping strides, which
+    cost nothing to load but gigabytes once copied) or more than any layer of a supported model has."""
+    if _depth > 32:
+        raise CheckpointError(f"{where} is nested too deeply to be a checkpoint")
+    if isinstance(obj, torch.Tensor):
+        if obj.numel() > MAX_TENSOR_ELEMENTS:
+            raise CheckpointError(f"{where} holds a tensor of {obj.numel():,} elements, more than fsgen_hub loads "
+                                  f"({MAX_TENSOR_ELEMENTS:,}): not a checkpoint of a supported model")
+        if obj.numel() * obj.element_size() > obj.untyped_storage().nbytes():
+            raise CheckpointError(f"{where} holds a tensor of shape {tuple(obj.shape)} that declares more elements "
+                                  "than it stores (zero or overlapping strides): refused")
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            check_tensor_sizes(value, where, _depth + 1)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            check_tensor_sizes(value, where, _depth + 1)
+    elif isinstance(obj, argparse.Namespace):
+        check_tensor_sizes(vars(obj), where, _depth + 1)
+
+
 def _torch_load(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # the training scripts of rosinality, CDC, RICK and AdAM store their argparse.Namespace under "args":
+        # that one plain class is allowed, as data; anything else that is not tensors is refused
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
-            f"{path} holds objects other than tensors and is refused for safety ({str(exc).splitlines()[0][:120]})"
+            f"{path} holds objects other than tensors and is refused for safety ({_first_line(exc, 120)})"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read {path}: {str(exc).splitlines()[0][:160]} (truncated or not a torch file?)") from None
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError, MemoryError, RecursionError) as exc:
+        raise CheckpointError(f"cannot read {path}: {_first_line(exc)} (truncated or not a torch file?)") from None
+    check_tensor_sizes(data, str(path))
+    return data
 
 
 def _check_fir(state: dict[str, torch.Tensor], scale_by_key: dict[str, float]) -> None:
@@ -104,9 +141,15 @@ def convert_rosinality(path: str | Path) -> tuple[StyleGAN2Generator, StyleGAN2D
         raise CheckpointError(f"{path} is not a rosinality StyleGAN2 checkpoint (no 'g_ema' entry); try --from dcgan")
     g_state = dict(ckpt.get("g_ema") or ckpt["g"])
     args = ckpt.get("args") or {}
-    args = vars(args) if hasattr(args, "__dict__") else dict(args)
+    args = vars(args) if isinstance(args, argparse.Namespace) else args
+    if not isinstance(args, dict):
+        raise CheckpointError(f"{path}: 'args' is neither a dict nor an argparse.Namespace")
     _check_fir(g_state, {"blur.kernel": 4.0, "upsample.kernel": 4.0})
-    config = infer_rosinality_generator_config(g_state, lr_mlp=float(args.get("lr_mlp", 0.01)))
+    try:
+        lr_mlp = float(args.get("lr_mlp", 0.01))
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path}: args.lr_mlp is not a number ({args.get('lr_mlp')!r})") from None
+    config = infer_rosinality_generator_config(g_state, lr_mlp=lr_mlp)
     G = StyleGAN2Generator(config)
     latent_avg = ckpt.get("latent_avg")
     g_state["latent_avg"] = latent_avg.reshape(-1).float() if latent_avg is not None else torch.zeros(config.style_dim)
@@ -143,6 +186,21 @@ def _reconstruct_persistent_record(meta: dict) -> PersistentRecord:
     return PersistentRecord(class_name=meta.get("class_name"), version=meta.get("version"), state=meta["state"])
 
 
+def _bounded_rebuild_tensor_v2(storage, storage_offset, size, stride, *args):
+    """torch's rebuild, after checking that the declared view fits inside its storage (no stride tricks)."""
+    ints = lambda v: isinstance(v, tuple) and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v)  # noqa: E731
+    if not isinstance(storage_offset, int) or storage_offset < 0 or not ints(size) or not ints(stride) or len(size) != len(stride):
+        raise CheckpointError("NVlabs pickle: a tensor has an invalid shape or stride")
+    numel = math.prod(size)
+    if numel > MAX_TENSOR_ELEMENTS:
+        raise CheckpointError(f"NVlabs pickle: a tensor declares {numel:,} elements, more than fsgen_hub loads")
+    itemsize = torch.empty((), dtype=storage.dtype).element_size()
+    available = getattr(storage, "_untyped_storage", storage).nbytes() // itemsize  # (TypedStorage.nbytes warns)
+    if numel and (storage_offset + sum((n - 1) * s for n, s in zip(size, stride)) >= available or numel > available):
+        raise CheckpointError(f"NVlabs pickle: a tensor of shape {size} declares more elements than its storage holds")
+    return torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, *args)
+
+
 def _storage_from_bytes(data: bytes):
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
@@ -159,7 +217,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         ("builtins", "set"): set,
         ("builtins", "frozenset"): frozenset,
         ("builtins", "slice"): slice,
-        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_tensor_v2"): _bounded_rebuild_tensor_v2,
         ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
         ("torch._utils", "_rebuild_parameter_with_state"): getattr(torch._utils, "_rebuild_parameter_with_state", None),
         ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
@@ -197,8 +255,9 @@ def load_nvlabs_pickle(path: str | Path) -> dict:
             data = _RestrictedUnpickler(f).load()
     except CheckpointError:
         raise
-    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, IndexError) as exc:
-        raise CheckpointError(f"cannot read {path} as an NVlabs pickle: {str(exc).splitlines()[0][:160]}") from None
+    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, IndexError, KeyError,
+            RuntimeError, MemoryError, RecursionError, OverflowError) as exc:
+        raise CheckpointError(f"cannot read {path} as an NVlabs pickle: {_first_line(exc)}") from None
     if not isinstance(data, dict) or not any(k in data for k in ("G_ema", "G", "D")):
         raise CheckpointError(f"{path} is not an NVlabs network pickle (expected a dict with G, D, G_ema)")
     return data
@@ -353,9 +412,12 @@ def convert_nvlabs(path: str | Path) -> tuple[StyleGAN2Generator, StyleGAN2Discr
     d_kwargs = record_init_kwargs(d_record) if d_record else None
     if d_kwargs is not None and "img_resolution" not in d_kwargs:
         d_kwargs["img_resolution"] = d_record.state.get("img_resolution")
-    G, D = convert_nvlabs_state(
-        record_state_dict(g_record), g_kwargs, record_state_dict(d_record) if d_record else None, d_kwargs
-    )
+    try:
+        G, D = convert_nvlabs_state(
+            record_state_dict(g_record), g_kwargs, record_state_dict(d_record) if d_record else None, d_kwargs
+        )
+    except (TypeError, ValueError, AttributeError, OverflowError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: the network's hyperparameters or tensors are malformed ({_first_line(exc)})") from None
     info = {"format": "stylegan2-ada", "generator_key": "G_ema" if data.get("G_ema") else "G",
             "generator_class": g_record.class_name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     return G, D, info

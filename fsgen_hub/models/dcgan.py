@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from fsgen_hub.errors import CheckpointError
-from fsgen_hub.hub import ModelConfig
+from fsgen_hub.hub import MAX_LATENT, MAX_WIDTH, ModelConfig, check_int, check_parameter_budget
 from fsgen_hub.models.base import BaseDiscriminator, BaseGenerator, FilterLayer
 
 
@@ -37,9 +37,30 @@ class DCGANConfig(ModelConfig):
     )
 
     def __post_init__(self):
+        # every field is checked before any tensor is built from it (types, NaN, fractional and huge sizes)
+        name = "DCGANConfig"
+        check_int(name, "resolution", self.resolution, 0, 1 << 30)
         n = _check_resolution(self.resolution)
-        if self.channels is not None and len(self.channels) != n:
-            raise ValueError(f"channels needs {n} entries for resolution {self.resolution}, got {len(self.channels)}")
+        if self.resolution > 1024:
+            raise CheckpointError(f"DCGAN resolution must be at most 1024, got {self.resolution}")
+        check_int(name, "nz", self.nz, 1, MAX_LATENT)
+        check_int(name, "ngf", self.ngf, 1, MAX_WIDTH)
+        check_int(name, "ndf", self.ndf, 1, MAX_WIDTH)
+        check_int(name, "nc", self.nc, 1, 4)
+        if self.channels is not None:
+            if not isinstance(self.channels, list) or len(self.channels) != n:
+                raise CheckpointError(f"{name}.channels needs a list of {n} widths for resolution {self.resolution}, "
+                                      f"got {self.channels!r}")
+            for value in self.channels:
+                check_int(name, "channels", value, 1, MAX_WIDTH)
+        widths = self.generator_widths()
+        if max(widths) > MAX_WIDTH:
+            raise CheckpointError(f"{name}: ngf {self.ngf} at {self.resolution} px gives {max(widths)} channels, "
+                                  f"more than {MAX_WIDTH}: fix config.json")
+        generator = sum(16 * a * b for a, b in zip([self.nz, *widths], [*widths, self.nc]))
+        discriminator = sum(16 * a * b for a, b in zip([self.nc, *[self.ndf * 2**i for i in range(n)]],
+                                                       [self.ndf * 2**i for i in range(n + 1)]))
+        check_parameter_budget("this DCGAN config", generator + discriminator)
 
     def generator_widths(self) -> list[int]:
         n = _check_resolution(self.resolution)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsgen_hub.errors import CheckpointError
-from fsgen_hub.hub import ModelConfig
+from fsgen_hub.hub import MAX_LATENT, MAX_MAPPING_LAYERS, MAX_WIDTH, ModelConfig, check_float, check_int, check_parameter_budget
 from fsgen_hub.models.base import BaseDiscriminator, BaseGenerator, FilterLayer
 from fsgen_hub.models.ops import (
     Blur,
@@ -53,16 +53,43 @@ class StyleGAN2Config(ModelConfig):
     )
 
     def __post_init__(self):
+        # every field is checked before any tensor is built from it (types, NaN, fractional and huge sizes)
+        name = "StyleGAN2Config"
+        check_int(name, "resolution", self.resolution, 0, 1 << 30)
         if self.resolution < 16 or self.resolution > 1024 or self.resolution & (self.resolution - 1):
             raise CheckpointError(f"StyleGAN2 resolution must be a power of two from 16 to 1024, got {self.resolution}")
+        check_int(name, "style_dim", self.style_dim, 1, MAX_LATENT)
+        check_int(name, "n_mlp", self.n_mlp, 1, MAX_MAPPING_LAYERS)
+        check_int(name, "channel_multiplier", self.channel_multiplier, 1, 64)
+        check_float(name, "lr_mlp", self.lr_mlp, 1e-8, 1e3)
+        if not isinstance(self.blur_kernel, (list, tuple)) or not 1 <= len(self.blur_kernel) <= 8:
+            raise CheckpointError(f"{name}.blur_kernel must be a list of 1 to 8 taps, got {self.blur_kernel!r}")
+        for tap in self.blur_kernel:
+            check_float(name, "blur_kernel", tap, -1e3, 1e3)
         if self.channels is None:
             self.channels = default_channels(self.channel_multiplier)
-        self.channels = {str(k): int(v) for k, v in self.channels.items()}
+        if not isinstance(self.channels, dict):
+            raise CheckpointError(f"{name}.channels must map resolutions to widths, got {self.channels!r}")
+        for key, value in self.channels.items():
+            check_int(name, f"channels[{key}]", value, 1, MAX_WIDTH)
+        self.channels = {str(k): v for k, v in self.channels.items()}
         missing = [r for r in self.resolutions if str(r) not in self.channels]
         if missing:
             raise CheckpointError(f"StyleGAN2 channels table lacks resolutions {missing}")
-        if self.conv_channels is not None and len(self.conv_channels) != self.num_convs:
-            raise CheckpointError(f"conv_channels needs {self.num_convs} entries, got {len(self.conv_channels)}")
+        if self.conv_channels is not None:
+            if not isinstance(self.conv_channels, list) or len(self.conv_channels) != self.num_convs:
+                raise CheckpointError(f"conv_channels needs a list of {self.num_convs} widths, got {self.conv_channels!r}")
+            for value in self.conv_channels:
+                check_int(name, "conv_channels", value, 1, MAX_WIDTH)
+        check_parameter_budget("this StyleGAN2 config", self.approximate_parameters())
+
+    def approximate_parameters(self) -> int:
+        """Generator + a discriminator of the same widths (within a few percent): the size check before building."""
+        mapping = self.n_mlp * self.style_dim * self.style_dim
+        widths = self.generator_conv_widths()
+        convs = sum(9 * a * b + self.style_dim * a for a, b in zip([widths[0], *widths[:-1]], widths))
+        discriminator = sum(18 * self.width(r) ** 2 for r in self.resolutions)
+        return mapping + convs + discriminator
 
     @property
     def log_size(self) -> int:

@@ -55,15 +55,31 @@ def resize_center_crop(image, resolution: int):
     return image.crop((left, top, left + resolution, top + resolution))
 
 
+# Bounds checked from the image header, before any pixel is decoded or resized: a small file may declare a
+# huge image (decompression bomb), and a 1-pixel-high strip scaled up to the model resolution on its short
+# side would become millions of pixels wide.
+MAX_IMAGE_PIXELS = 40_000_000
+MAX_ASPECT_RATIO = 16
+
+
 def decode(raw: RawImage, resolution: int) -> torch.Tensor:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(raw.data)) as image:
+            width, height = image.size
+            if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
+                raise DataError(f"image {raw.name} is {width}x{height} pixels, more than {MAX_IMAGE_PIXELS:,}: "
+                                "downscale it (or remove it) first")
+            if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+                raise DataError(f"image {raw.name} is {width}x{height} pixels, a strip rather than a picture "
+                                f"(aspect ratio above {MAX_ASPECT_RATIO}): crop it or remove it")
             image.load()
             image = resize_center_crop(to_rgb(image), resolution)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"cannot read image {raw.name}: {str(exc).splitlines()[0][:120]} (remove or replace the file)") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+            MemoryError, EOFError) as exc:
+        raise DataError(f"cannot read image {raw.name}: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__} "
+                        "(remove or replace the file)") from None
     array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
