@@ -107,3 +107,30 @@ def test_delta_refuses_another_base_and_bad_folders(setup, tiny_dcgan, tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelNotFoundError):  # neither a model nor a delta: the usual error
         AutoGenerator.from_pretrained(tmp_path / "empty")
+
+
+def test_delta_base_is_never_a_path_from_the_file_and_its_digest_is_required(setup, tmp_path, tiny_dcgan):
+    """Issue 16 item 7: an adapter names its base by a hub/zoo id (or, locally, a path relative to itself);
+    an absolute or ``..`` id is refused, and without the base digest nothing is applied."""
+    import shutil
+
+    tmp, runs = setup
+    adapter = tmp_path / "adapter"
+    shutil.copytree(runs["adafm"] / "adapter", adapter)
+    path = adapter / ADAPTER_CONFIG_NAME
+    config = json.loads(path.read_text())
+    recorded = config["base_model"]
+    for bad_id in [str(tmp / "dcgan"), "../dcgan", "~/dcgan", "C:\\models\\dcgan"]:
+        config["base_model"] = {"id": bad_id, "sha256": recorded["sha256"]}
+        path.write_text(json.dumps(config))
+        with pytest.raises(CheckpointError, match="by a path"):
+            load_delta(adapter)
+    config["base_model"] = recorded  # local base, but this copy is not beside it: a clear error
+    path.write_text(json.dumps(config))
+    with pytest.raises(ModelNotFoundError):
+        load_delta(adapter)
+    assert isinstance(load_delta(adapter, base=str(tmp / "dcgan")), type(tiny_dcgan[0]))  # the caller may name it
+    config["base_model"] = {k: v for k, v in recorded.items() if k != "sha256"}
+    path.write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="records no sha256"):
+        load_delta(adapter, base=tiny_dcgan[0])  # another base: never applied silently
