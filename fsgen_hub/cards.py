@@ -58,9 +58,16 @@ HUB_LICENSES = frozenset({
 LICENSE_LINKS = {"nvidia-source-code-license-nc": "https://nvlabs.github.io/stylegan2/license.html"}
 
 # Run-folder content that is never published (CONTRACTS.md: a run folder is a model folder plus these).
-EXCLUDED_TOP_DIRS = ("logs", "grids")
-CHECKPOINT_PREFIX = "checkpoint-"
-EXCLUDED_SUFFIXES = (".tmp", ".pyc", ".lock", ".incomplete")
+# What a model folder publishes: an allow-list, so that whatever else lies in a run folder (checkpoints,
+# logs, TensorBoard/W&B runs, .pt files, notes) stays local whatever it is called.
+PUBLISHED_FILES = frozenset({"config.json", "model.safetensors", "README.md", "lineage.json", "metrics.jsonl",
+                             "pruning.json"})
+PUBLISHED_SUBFOLDER_FILES = {
+    "discriminator": frozenset({"config.json", "model.safetensors"}),
+    "adapter": frozenset({"adapter_config.json", "adapter_model.safetensors"}),
+}
+PUBLISHED_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+ARTIFACT_SUFFIXES = (".json", ".safetensors", *PUBLISHED_IMAGE_SUFFIXES)  # method files named in the lineage
 
 _MARKER = "<!-- fsgen_hub generated card sha256={digest}: edit freely, an edited card is never regenerated -->"
 _MARKER_RE = re.compile(r"\n<!-- fsgen_hub generated card sha256=([0-9a-f]{64})[^\n]*-->\n?\Z")
@@ -146,11 +153,13 @@ def _hub_id(value: Any, model_dir: Path) -> str | None:
     return value
 
 
-def _display(value: Any, model_dir: Path) -> str:
+def _display(value: Any, model_dir: Path, local: bool = False) -> str:
     """How an id or path is shown: hub ids as they are, local paths by their name only (no home paths)."""
     if value is None or value == "":
         return "an unrecorded source"
     value = str(value)
+    if local:  # the trainer's portable lineage: a local folder or file recorded by its name only
+        return f"a local {'file' if Path(value).suffix else 'folder'} (`{value}`)"
     if _hub_id(value, model_dir):
         return f"`{value}`"
     if value.startswith("tensor["):
@@ -174,7 +183,7 @@ def _license(lineage: dict | None) -> tuple[dict[str, str], str]:
         )
     slug = str(raw).strip().lower()
     if base.get("id"):
-        where = f" of the base model {_display(base.get('id'), Path('.'))}"
+        where = f" of the base model {_display(base.get('id'), Path('.'), base.get('local', False))}"
     else:  # trained from scratch: the licence comes from the training data's terms
         where = " of its training data" if (lineage or {}).get("kind") == "trained" else " of the base model"
     if slug in HUB_LICENSES:
@@ -290,7 +299,7 @@ def _data_section(lineage: dict, model_dir: Path) -> dict | None:
     shots = data.get("shots", len(files))
     column = f", image column `{data['image_column']}`" if data.get("image_column") else ""
     seed = f", drawn with shot seed {data['shot_seed']}" if data.get("shot_seed") is not None else ""
-    text = f"{shots} images from {_display(data.get('id'), model_dir)}{seed}{column}."
+    text = f"{shots} images from {_display(data.get('id'), model_dir, data.get('local', False))}{seed}{column}."
     if data.get("files_digest"):
         text += (f" SHA-256 of the concatenated per-image SHA-256 digests, in training order: "
                  f"`{data['files_digest']}`.")
@@ -347,8 +356,8 @@ def render_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = Non
     data = lineage.get("data") or {}
     title = (repo_id or "").split("/")[-1] or model_dir.resolve().name
 
-    base_id = _hub_id(base.get("id"), model_dir) if kind in ("adapted", "converted") else None
-    dataset_id = _hub_id(data.get("id"), model_dir)
+    base_id = _hub_id(base.get("id"), model_dir) if kind in ("adapted", "converted") and not base.get("local") else None
+    dataset_id = None if data.get("local") else _hub_id(data.get("id"), model_dir)
     license_fields, license_text = _license(lineage_or_none)
     tags = ["gan", LIBRARY_NAME, architecture]
     if kind == "adapted":
@@ -365,7 +374,7 @@ def render_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = Non
     if base_id and kind == "adapted":
         card_data["base_model_relation"] = "finetune"  # all weights derive from the base model's
 
-    base_disp = _display(base.get("id"), model_dir)
+    base_disp = _display(base.get("id"), model_dir, base.get("local", False))
     if base.get("commit"):
         base_disp += f" (commit `{str(base['commit'])[:10]}`)"
     elif base.get("revision"):
@@ -374,11 +383,11 @@ def render_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = Non
     if kind == "adapted":
         how = f" with **{method['name']}**" if method else ""
         summary = (f"A {architecture} generator adapted from {base_disp} to {shots} images of "
-                   f"{_display(data.get('id'), model_dir)}{how}, made with fsgen_hub.")
+                   f"{_display(data.get('id'), model_dir, data.get('local', False))}{how}, made with fsgen_hub.")
         kind_text = f"few-shot adaptation ({shots} shots)"
     elif kind == "trained":
         summary = f"A {architecture} generator trained from scratch on {shots} images of " \
-                  f"{_display(data.get('id'), model_dir)} with fsgen_hub."
+                  f"{_display(data.get('id'), model_dir, data.get('local', False))} with fsgen_hub."
         kind_text = "trained from scratch"
     elif kind == "converted":
         summary = f"The {architecture} generator of {base_disp}, converted to the fsgen_hub format (weights unchanged)."
@@ -476,24 +485,38 @@ def refresh_model_card(model_dir: str | os.PathLike, repo_id: str | None = None)
 
 # ---------------------------------------------------------------------------------------------- publishing
 def publishable_files(model_dir: str | os.PathLike) -> list[tuple[str, Path]]:
-    """(path in repo, local path) of what ``push_folder`` uploads, sorted."""
+    """(path in repo, local path) of what a model folder publishes, sorted: the one place that decides it
+    (``fsgen push``, ``push_folder`` and ``push_to_hub`` all upload exactly this list).
+
+    Allowed: the weights and configs (generator, ``discriminator/``, ``adapter/``), the card, lineage,
+    metrics, pruning record, top-level images, and method files the lineage names as artifacts. Symbolic
+    links are never followed (a link to a file outside the folder would publish that file).
+    """
     model_dir = Path(model_dir)
+    root = model_dir.resolve()
+
+    def regular(path: Path) -> bool:
+        # no symlink anywhere between the folder and the file, and the file really inside the folder
+        return (path.is_file() and not path.is_symlink() and not path.parent.is_symlink()
+                and path.resolve().is_relative_to(root))
+
+    allowed = set(PUBLISHED_FILES)
+    lineage_path = model_dir / "lineage.json"
+    if regular(lineage_path):
+        with contextlib.suppress(OSError, ValueError):
+            artifacts = (json.loads(lineage_path.read_text(encoding="utf-8")) or {}).get("artifacts") or {}
+            allowed |= {v for v in artifacts.values() if isinstance(v, str) and "/" not in v and "\\" not in v
+                        and not v.startswith(".") and v.endswith(ARTIFACT_SUFFIXES)}
     out = []
-    for root, dirs, files in os.walk(model_dir):
-        rel = Path(root).relative_to(model_dir)
-        top = rel == Path(".")
-        dirs[:] = sorted(
-            d for d in dirs
-            if not d.startswith(".") and d != "__pycache__"
-            and not (top and (d in EXCLUDED_TOP_DIRS or d.startswith(CHECKPOINT_PREFIX)))
-        )
-        for name in sorted(files):
-            if name.startswith(".") or name.endswith(EXCLUDED_SUFFIXES):
-                continue
-            path = Path(root) / name
-            if path.is_file():
-                out.append(((rel / name).as_posix(), path))
-    return out
+    for path in sorted(model_dir.iterdir()) if model_dir.is_dir() else []:
+        if path.name in allowed or (path.suffix.lower() in PUBLISHED_IMAGE_SUFFIXES and not path.name.startswith(".")):
+            if regular(path):
+                out.append((path.name, path))
+    for sub, names in sorted(PUBLISHED_SUBFOLDER_FILES.items()):
+        folder = model_dir / sub
+        if folder.is_dir() and not folder.is_symlink():
+            out += [(f"{sub}/{name}", folder / name) for name in sorted(names) if regular(folder / name)]
+    return sorted(out)
 
 
 def _secrets(token: str | None) -> list[str]:

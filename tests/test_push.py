@@ -113,10 +113,12 @@ def test_the_token_never_leaks(hub, model_dir, caplog, capsys):
     for path in model_dir.rglob("*"):
         assert not path.is_file() or needle not in path.read_bytes(), path
     # a token that ended up inside a file is refused before anything is sent
-    (model_dir / "notes.txt").write_text(f"token={TOKEN}\n")
+    # (in a published file: the README edited by hand; files outside the allow-list are never sent at all)
+    with open(model_dir / "README.md", "a") as card:
+        card.write(f"\ntoken={TOKEN}\n")
     hub.fail.clear()
     sent = len(hub.requests)
-    with pytest.raises(FsgenError, match="notes.txt contains a hub token") as info:
+    with pytest.raises(FsgenError, match="README.md contains a hub token") as info:
         push_folder(model_dir, "alice/secret-check", token=TOKEN)
     assert TOKEN not in str(info.value) and len(hub.requests) == sent
     assert scrub(f"401 for Bearer {TOKEN} and {OTHER_TOKEN}", [TOKEN]) == "401 for Bearer *** and hf_***"

@@ -478,7 +478,8 @@ class AdaptationTrainer:
             "fsgen_hub_version": __version__,
             "kind": "trained" if self.from_scratch else "adapted",
             "base_model": portable_base(base, out),
-            "data": _data_record(portable_name(data_id), shot_records, args),
+            "data": {**_data_record(portable_name(data_id), shot_records, args),
+                     **({"local": True} if _is_local_path(data_id) else {})},
             "training": {
                 "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
                 "mixed_precision": args.mixed_precision, "num_processes": ctx.accelerator.num_processes,
