@@ -7,13 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from fsgen_hub.demo import ModelCache, compare, generate, interpolate, model_info, slerp
+from fsgen_hub.demo import ModelCache, VisitorError, compare, generate, interpolate, model_info, slerp
 from fsgen_hub.errors import FsgenError
 
 
 @pytest.fixture
 def model_pair(tmp_path, tiny_dcgan):
-    """A 'source' folder and an 'adapted' folder whose lineage names the source."""
+    """A 'source' folder and an 'adapted' folder whose lineage names the source as the trainer records a local
+    one: by name, path relative to the adapted folder and weights digest."""
+    import hashlib
+
     G, D = tiny_dcgan
     source = tmp_path / "source"
     G.save_pretrained(source, discriminator=D)
@@ -21,7 +24,9 @@ def model_pair(tmp_path, tiny_dcgan):
         for p in G.parameters():
             p.add_(0.05)
     adapted = tmp_path / "adapted"
-    lineage = {"kind": "adapted", "base_model": {"id": str(source)}, "method": {"name": "dap"},
+    digest = hashlib.sha256((source / "model.safetensors").read_bytes()).hexdigest()
+    lineage = {"kind": "adapted", "base_model": {"id": "source", "local": True, "path": "../source", "sha256": digest},
+               "method": {"name": "dap"},
                "data": {"id": "sketches", "shots": 10}, "training": {"steps": 3, "hardware": "cpu"}}
     G.save_pretrained(adapted, lineage=lineage)
     record = {"metric": "swd", "value": 12.5, "protocol": {"num_samples": 100}}
@@ -30,7 +35,7 @@ def model_pair(tmp_path, tiny_dcgan):
 
 
 def test_generate_count_size_and_determinism(model_pair):
-    cache = ModelCache(device="cpu")
+    cache = ModelCache(model_pair, device="cpu")
     images = generate(cache, model_pair[1], 3, 0.7, 5)
     assert len(images) == 5 and images[0].size == (16, 16)
     again = generate(cache, model_pair[1], 3, 0.7, 5)
@@ -45,18 +50,20 @@ def test_generate_count_size_and_determinism(model_pair):
 )
 def test_generate_rejects_out_of_range(model_pair, seed, truncation, num, message):
     with pytest.raises(FsgenError, match=message):
-        generate(ModelCache(device="cpu"), model_pair[1], seed, truncation, num)
+        generate(ModelCache(model_pair, device="cpu"), model_pair[1], seed, truncation, num)
 
 
 def test_unknown_model_is_a_clear_error(tmp_path):
-    with pytest.raises(FsgenError, match="no model folder"):
+    with pytest.raises(FsgenError, match="no model folder"):  # listed by the operator: the full error
+        generate(ModelCache([str(tmp_path / "nope")], device="cpu"), str(tmp_path / "nope"), 0, 1.0, 1)
+    with pytest.raises(VisitorError, match="serves the models in its list only"):  # typed by a visitor
         generate(ModelCache(device="cpu"), str(tmp_path / "nope"), 0, 1.0, 1)
 
 
 def test_compare_uses_same_latents_for_source_and_adapted(model_pair):
-    cache = ModelCache(device="cpu")
+    cache = ModelCache(model_pair, device="cpu")
     source, adapted, note = compare(cache, model_pair[1], 7, 1.0, 4)
-    assert len(source) == len(adapted) == 4 and model_pair[0] in note
+    assert len(source) == len(adapted) == 4 and note == "source: source"  # by name, not the server's path
     direct_source = generate(cache, model_pair[0], 7, 1.0, 4)
     assert [im.tobytes() for im in source] == [im.tobytes() for im in direct_source]
     assert source[0].tobytes() != adapted[0].tobytes()
@@ -65,7 +72,7 @@ def test_compare_uses_same_latents_for_source_and_adapted(model_pair):
 
 
 def test_interpolation_endpoints_are_the_two_seeds(model_pair):
-    cache = ModelCache(device="cpu")
+    cache = ModelCache(model_pair, device="cpu")
     strip = interpolate(cache, model_pair[1], 1, 2, 5, 1.0)
     assert len(strip) == 5
     G = cache.get(model_pair[1])

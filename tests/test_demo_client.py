@@ -18,7 +18,11 @@ def running_app(tmp_path, tiny_dcgan):
         for p in G.parameters():
             p.mul_(1.1)
     adapted = tmp_path / "adapted"
-    G.save_pretrained(adapted, lineage={"kind": "adapted", "base_model": {"id": str(source)}, "method": {"name": "finetune"}})
+    import hashlib
+
+    digest = hashlib.sha256((source / "model.safetensors").read_bytes()).hexdigest()
+    G.save_pretrained(adapted, lineage={"kind": "adapted", "method": {"name": "finetune"},
+                                        "base_model": {"id": "source", "local": True, "path": "../source", "sha256": digest}})
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     from fsgen_hub.demo import build_app
 
@@ -54,5 +58,8 @@ def test_generate_compare_interpolate_over_http(running_app):
     # out of range: rejected with a visible message (by the slider's bounds, before our own check)
     with pytest.raises(Exception, match="minimum|number of images"):
         client.predict(model, 5, 0.8, 0, api_name="/generate")
-    with pytest.raises(Exception, match="no model folder"):
-        client.predict(model + "-missing", 5, 0.8, 2, api_name="/generate")
+    # a typed path: refused without saying whether it exists (by the picker or by the app's trust model)
+    for typed in (model + "-missing", "/etc"):
+        with pytest.raises(Exception, match="not in the list of choices|serves the models in its list") as info:
+            client.predict(typed, 5, 0.8, 2, api_name="/generate")
+        assert "no model folder" not in str(info.value)

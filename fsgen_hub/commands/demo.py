@@ -6,11 +6,15 @@ import argparse
 
 def register(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("demo", help="launch the Gradio app (sample, compare with source, interpolate)")
-    parser.add_argument("models", nargs="*", help="model folders, hub ids or zoo ids for the picker")
+    parser.add_argument("models", nargs="*", help="model folders, hub ids or zoo ids for the picker (the only models "
+                        "the app serves unless --allow-custom)")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 to expose)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--concurrency", type=int, default=2, help="generations running at once")
+    parser.add_argument("--allow-custom", action="store_true",
+                        help="let visitors type public hub ids (namespace/name) besides MODEL ...; fetched without "
+                             "a token, never a local path")
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link (needs network)")
     parser.set_defaults(func=run)
     return parser
@@ -19,6 +23,6 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from fsgen_hub.demo import build_app
 
-    app = build_app(args.models, device=args.device, concurrency_limit=args.concurrency)
+    app = build_app(args.models, device=args.device, concurrency_limit=args.concurrency, allow_custom=args.allow_custom)
     app.launch(server_name=args.host, server_port=args.port, share=args.share)
     return 0
