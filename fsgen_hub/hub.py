@@ -283,7 +283,7 @@ def _local_role(path: Path) -> str | None:
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise CheckpointError(f"{path} is not valid JSON ({exc}); re-save or re-convert the model") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} must hold a JSON object")
