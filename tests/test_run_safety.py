@@ -4,6 +4,7 @@ Issue 16 items 1 and 5, issue 20 item 4. The attack files are made here, small.
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
@@ -169,3 +170,21 @@ def test_adapt_bad_inputs_exit_2_with_one_line_and_leave_nothing(tmp_path, sourc
     else:
         assert not out.exists()
     assert not (tmp_path / "runs").exists()  # the default folder too: the next run does not go to runs/...-2
+
+
+@pytest.mark.parametrize("method, options", [
+    ("dap", {"interval": 2, "tau": 0.3, "freeze_share": 0.3}),
+    ("rick", {"interval": 2, "warmup_steps": 1, "fisher_samples": 2}),
+])
+def test_pruning_state_survives_the_safe_checkpoint_format(tmp_path, source_and_data, method, options):
+    """Masks, frozen values, Fisher estimates and decision history go through safetensors + JSON and back:
+    a run resumed from a checkpoint taken between decisions ends exactly as the straight run."""
+    kw = dict(method=method, method_options=options, steps=8, save_every=4, keep_checkpoints=3)
+    straight = AdaptationTrainer(quick_args(*source_and_data, tmp_path / "a", **kw)).train()
+    shutil.copytree(straight / "checkpoint-4", tmp_path / "b" / "checkpoint-4")
+    resumed = AdaptationTrainer(quick_args(*source_and_data, tmp_path / "b", resume="latest", **kw)).train()
+    a, b = AutoGenerator.from_pretrained(straight).state_dict(), AutoGenerator.from_pretrained(resumed).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    decisions = (straight / "pruning.json").read_text()
+    steps = [d["step"] for d in json.loads(decisions)["decisions"]]
+    assert decisions == (resumed / "pruning.json").read_text() and min(steps) < 4 < max(steps)  # decided on both sides
