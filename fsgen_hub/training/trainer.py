@@ -206,7 +206,6 @@ class AdaptationTrainer:
         from accelerate.utils import ProjectConfiguration
 
         args, method = self.args, self.method
-        (self.output_dir / "logs").mkdir(parents=True, exist_ok=True)
         cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
         accelerator = Accelerator(
             cpu=cpu,
@@ -216,6 +215,9 @@ class AdaptationTrainer:
             project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")),
         )
         main = self._is_main = accelerator.is_main_process
+        # created only now: with several processes, creating the Accelerator waits for every process, so all
+        # of them have checked the output folder (empty, no finished run) before any of them writes into it
+        (self.output_dir / "logs").mkdir(parents=True, exist_ok=True)
         source_G = copy.deepcopy(G).eval().requires_grad_(False)
         G, D = G.to(accelerator.device).train(), D.to(accelerator.device).train()
         augment = DiffAugment(args.augment)
