@@ -34,11 +34,14 @@ def quick_args(source, data, out, **kw):
     return TrainingArguments(**values)
 
 
-@pytest.fixture
-def finished_run(tmp_path, source_and_data):
-    out = tmp_path / "run"
-    AdaptationTrainer(quick_args(*source_and_data, out)).train()
-    return out
+@pytest.fixture(scope="module")
+def shared_run(tmp_path_factory):
+    """One finished 4-step run (checkpoint-2 kept) shared by the tests that only read it or copy from it."""
+    tmp = tmp_path_factory.mktemp("shared_run")
+    source, data = str(save_tiny_dcgan_source(tmp / "source")), str(write_random_images(tmp / "data", count=6))
+    out = tmp / "run"
+    AdaptationTrainer(quick_args(source, data, out)).train()
+    return source, data, out
 
 
 class _RunsCode:
@@ -52,8 +55,10 @@ class _RunsCode:
 
 
 # ------------------------------------------------------------------------------------- item 1
-def test_resume_never_unpickles_files_of_the_run_folder(tmp_path, source_and_data, finished_run):
-    checkpoint = finished_run / "checkpoint-2"
+def test_resume_never_unpickles_files_of_the_run_folder(tmp_path, shared_run):
+    *source_and_data, finished_run = shared_run
+    checkpoint = tmp_path / "shared" / "checkpoint-2"
+    shutil.copytree(finished_run / "checkpoint-2", checkpoint)
     written = {p.suffix for p in checkpoint.iterdir()}
     marker = tmp_path / "code-ran"
     # the files Accelerate's load_state unpickles, planted by someone with write access to a shared run folder
@@ -73,8 +78,8 @@ def test_resume_never_unpickles_files_of_the_run_folder(tmp_path, source_and_dat
 # ------------------------------------------------------------------------------------- item 5
 @pytest.mark.parametrize("change, flag", [("method", "--method"), ("data", "--data"), ("source", "--source"),
                                           ("shot_seed", "--data")])
-def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, source_and_data, finished_run, change, flag):
-    source, data = source_and_data
+def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, shared_run, change, flag):
+    source, data, finished_run = shared_run
     overrides = {"method": {"method": "freezed"}, "shot_seed": {"shot_seed": 5},
                  "data": {"data": str(write_random_images(tmp_path / "other_data", count=6, seed=9))},
                  "source": {"source": str(save_tiny_dcgan_source(tmp_path / "other_source"))}}[change]
@@ -92,7 +97,8 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, source_and_data, f
     assert sorted(p.name for p in finished_run.rglob("*")) == before
 
 
-def test_resume_latest_counts_only_complete_numbered_checkpoints(tmp_path, source_and_data, finished_run):
+def test_resume_latest_counts_only_complete_numbered_checkpoints(tmp_path, shared_run):
+    *source_and_data, finished_run = shared_run
     out = tmp_path / "partial"
     shutil.copytree(finished_run / "checkpoint-2", out / "checkpoint-2")
     shutil.copytree(finished_run / "checkpoint-2", out / "checkpoint-backup")  # a user's copy: not a step
