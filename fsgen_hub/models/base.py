@@ -53,6 +53,35 @@ class FilterLayer:
         return self.weight.shape[self.out_dim]
 
 
+@dataclass
+class FisherUnit:
+    """A bank of filters scored and decided together by RICK-style Fisher rules (RICK, DAP).
+
+    ``entries`` are (parameter name, filter axis). A filter's score is the mean, over the entries, of
+    the per-filter mean of that parameter's Fisher along every other axis (RICK: a conv's kernel and
+    its activation bias count equally). ``group`` pools units for shared thresholds: RICK pools every
+    generator conv ("conv"), every style affine ("modulation") and every discriminator conv ("conv")
+    separately. ``strict_prune`` marks units that RICK prunes with ``score < line`` instead of ``<=``
+    (its D skip convolutions). Freezing or pruning a filter acts on the same slices of every entry.
+    """
+
+    name: str
+    group: str
+    entries: list[tuple[str, int]]
+    strict_prune: bool = False
+
+
+def named_groups(model: nn.Module, patterns: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Parameter names per group from fnmatch patterns; every parameter lands in exactly one group."""
+    groups: dict[str, list[str]] = {name: [] for name in patterns}
+    for pname, _ in model.named_parameters():
+        owner = next((g for g, pats in patterns.items() if any(fnmatch.fnmatch(pname, p) for p in pats)), None)
+        if owner is None:
+            raise RuntimeError(f"{type(model).__name__}: parameter {pname} belongs to no parameter group")
+        groups[owner].append(pname)
+    return groups
+
+
 class BaseGenerator(nn.Module, HubModel):
     role = "generator"
     # Adam settings the trainer uses unless told otherwise (the architecture's own training recipe)
@@ -74,6 +103,21 @@ class BaseGenerator(nn.Module, HubModel):
         raise NotImplementedError
 
     def filter_layers(self) -> list[FilterLayer]:
+        raise NotImplementedError
+
+    # Whether forward() accepts ``mix_z``/``mix_index`` (style mixing) and ``input_space="w+"``
+    # (path-length regularisation); architectures without a style space leave these off.
+    has_style_space = False
+
+    def parameter_groups(self) -> dict[str, list[str]]:
+        """Parameter names by role: "mapping" (z → style network), "const" (learned input), "conv1"
+        (the first, lowest-resolution conv), "synthesis" (the other hidden convs and their biases,
+        noise strengths and style affines), "torgb" (the RGB output layers). A group may be empty.
+        Methods name groups, never architecture-specific parameter names."""
+        raise NotImplementedError
+
+    def fisher_units(self) -> list[FisherUnit]:
+        """The filter banks RICK-style methods score, freeze and prune (input side first)."""
         raise NotImplementedError
 
     def select_filter_layers(self, patterns: str | list[str] | None = None) -> list[FilterLayer]:
@@ -144,4 +188,18 @@ class BaseDiscriminator(nn.Module, HubModel):
 
     def blocks(self) -> list[list[tuple[str, nn.Parameter]]]:
         """Named parameters grouped by block, from the image input to the logits (FreezeD counts these)."""
+        raise NotImplementedError
+
+    def parameter_groups(self) -> dict[str, list[str]]:
+        """Parameter names by role: "from_rgb" (the first block, reading pixels), "blocks" (the hidden
+        blocks after it), "final" (the layers that map the last features to the logit)."""
+        blocks = self.blocks()
+        names = lambda bs: [n for b in bs for n, _ in b]  # noqa: E731
+        return {"from_rgb": names(blocks[:1]), "blocks": names(blocks[1:-self.final_blocks]),
+                "final": names(blocks[-self.final_blocks:])}
+
+    final_blocks = 1  # how many of blocks() (from the end) form the "final" group
+
+    def fisher_units(self) -> list[FisherUnit]:
+        """The filter banks RICK-style methods score, freeze and prune (input side first)."""
         raise NotImplementedError

@@ -24,15 +24,27 @@ class TrainingArguments:
     method: str | None = field(default=None, **_help("adaptation method (`fsgen methods`); default dap"))
     method_options: dict[str, Any] = field(default_factory=dict, **_help("method config as JSON or key=value pairs"))
     steps: int = field(default=300, **_help("training iterations"))
-    batch_size: int = field(default=8, **_help("images per step and process"))
-    lr_g: float | None = field(default=None, **_help("generator learning rate (Adam); default per architecture: StyleGAN2 2e-3, DCGAN 2e-4"))
+    # Settings left unset (None) take the method's recipe (`fsgen methods`), then the architecture's
+    # defaults, then GLOBAL_DEFAULTS: a method reproduces its paper's training without the user
+    # having to know it, and any flag given explicitly wins.
+    batch_size: int | None = field(default=None, **_help("images per step and process; default per method (RICK/DAP 2), else 8"))
+    lr_g: float | None = field(default=None, **_help("generator learning rate (Adam); default per method, else per architecture: StyleGAN2 2e-3, DCGAN 2e-4"))
     lr_d: float | None = field(default=None, **_help("discriminator learning rate (Adam); default as --lr-g"))
     beta1: float | None = field(default=None, **_help("Adam beta1; default StyleGAN2 0, DCGAN 0.5"))
     beta2: float | None = field(default=None, **_help("Adam beta2; default StyleGAN2 0.99, DCGAN 0.999"))
-    r1_gamma: float = field(default=1.0, **_help("R1 weight on real images (0 disables)"))
-    r1_every: int = field(default=16, **_help("lazy R1: apply every N steps with its weight scaled by N"))
-    ema_half_life: float | None = field(default=None, **_help("EMA half-life of the generator in steps (default: 5% of --steps)"))
-    augment: str = field(default="color,translation,cutout", **_help("DiffAugment policies, comma separated, or none"))
+    lazy_regularization: bool | None = field(default=None, **_help("StyleGAN2's lazy-regularisation correction of Adam: lr*k/(k+1), betas**(k/(k+1)) with k = --r1-every (D) / --pl-every (G); default per method, else false"))
+    r1_gamma: float | None = field(default=None, **_help("R1 weight on real images (0 disables); default per method (RICK 10), else 1"))
+    r1_every: int | None = field(default=None, **_help("lazy R1: apply every N steps with its weight scaled by N; default 16"))
+    pl_weight: float | None = field(default=None, **_help("path-length regularisation weight (StyleGAN2 generators; 0 disables); default per method (RICK 2), else 0"))
+    pl_every: int | None = field(default=None, **_help("lazy path-length regularisation: every N steps, weight scaled by N; default 4"))
+    pl_batch_shrink: int | None = field(default=None, **_help("path-length batch = batch size // this; default 2"))
+    style_mixing: float | None = field(default=None, **_help("probability of style mixing of the training fakes (StyleGAN2 generators); default per method (RICK 0.9), else 0"))
+    warmup_steps: int | None = field(default=None, **_help("first steps train only the discriminator's --warmup-d-groups (G frozen); default per method (RICK 250), else 0"))
+    warmup_d_groups: str | None = field(default=None, **_help("comma-separated D parameter groups (from_rgb, blocks, final) trained during the warm-up; default final"))
+    g_groups: str | None = field(default=None, **_help("comma-separated G parameter groups trained (mapping, const, conv1, synthesis, torgb) or all; default per method, else all"))
+    d_groups: str | None = field(default=None, **_help("comma-separated D parameter groups trained (from_rgb, blocks, final) or all; default per method, else all"))
+    ema_half_life: float | None = field(default=None, **_help("EMA half-life of the generator in steps (default per method, else 5% of --steps)"))
+    augment: str | None = field(default=None, **_help("DiffAugment policies, comma separated, or none; default per method (RICK none), else color,translation,cutout"))
     mixed_precision: str = field(default="no", **_help("no, fp16 or bf16 (Accelerate)"))
     gradient_accumulation_steps: int = field(default=1, **_help("steps to accumulate before each optimizer step"))
     seed: int = field(default=0, **_help("seed of everything random in training"))
@@ -55,22 +67,65 @@ class TrainingArguments:
     model_config: dict[str, Any] = field(default_factory=dict, **_help("from scratch: architecture config (JSON)"))
 
     def validate(self) -> None:
-        for name in ("steps", "batch_size", "r1_every", "gradient_accumulation_steps", "keep_checkpoints"):
-            if getattr(self, name) < 1:
+        """Checks what is set (unset recipe settings are checked once filled)."""
+        for name in ("steps", "batch_size", "r1_every", "pl_every", "pl_batch_shrink", "gradient_accumulation_steps", "keep_checkpoints"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
                 raise FsgenError(f"--{name.replace('_', '-')} must be at least 1")
+        for name in ("r1_gamma", "pl_weight", "warmup_steps"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise FsgenError(f"--{name.replace('_', '-')} must not be negative")
+        if self.style_mixing is not None and not 0 <= self.style_mixing <= 1:
+            raise FsgenError("--style-mixing is a probability: give a value in [0, 1]")
+        if self.warmup_steps is not None and self.warmup_steps >= self.steps:
+            raise FsgenError(f"--warmup-steps {self.warmup_steps} leaves no generator step in --steps {self.steps}: "
+                             "lower --warmup-steps or raise --steps")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise FsgenError("--mixed-precision must be no, fp16 or bf16")
         if (self.lr_g is not None and self.lr_g <= 0) or (self.lr_d is not None and self.lr_d <= 0):
             raise FsgenError("learning rates must be positive")
 
+    def fill_defaults(self, defaults: dict[str, Any], source: str = "defaults") -> None:
+        """Unset (None) settings take ``defaults``; settings given explicitly are kept."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(defaults) - names)
+        if unknown:
+            raise FsgenError(f"{source}: unknown training setting(s) {', '.join(unknown)}")
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+
     def fill_optimizer_defaults(self, defaults: dict[str, float]) -> None:
         """Unset optimizer settings take the architecture's defaults (equalized-lr StyleGAN2 vs DCGAN)."""
-        for name in ("lr_g", "lr_d", "beta1", "beta2"):
-            if getattr(self, name) is None:
-                setattr(self, name, defaults[name])
+        self.fill_defaults({k: defaults[k] for k in ("lr_g", "lr_d", "beta1", "beta2")}, "architecture")
+
+    def groups(self, name: str) -> list[str] | None:
+        """A comma-separated group setting as a list (None for all)."""
+        value = getattr(self, name)
+        if value is None or value.strip() in ("", "all"):
+            return None
+        return [g.strip() for g in value.split(",") if g.strip()]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# Fallbacks of the recipe settings when neither the method nor the architecture sets them.
+GLOBAL_DEFAULTS: dict[str, Any] = {
+    "batch_size": 8, "r1_gamma": 1.0, "r1_every": 16, "pl_weight": 0.0, "pl_every": 4, "pl_batch_shrink": 2,
+    "style_mixing": 0.0, "warmup_steps": 0, "warmup_d_groups": "final", "g_groups": "all", "d_groups": "all",
+    "augment": "color,translation,cutout", "lazy_regularization": False,
+}
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = str(value).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
 def parse_options(values: list[str] | None) -> dict[str, Any]:
@@ -105,7 +160,7 @@ def add_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()
             parser.add_argument(flag, action="append", default=None, metavar="K=V|JSON", help=help_text)
             continue
         hint = str(hints[f.name])
-        kind = int if "int" in hint else float if "float" in hint else str
+        kind = _parse_bool if "bool" in hint else int if "int" in hint else float if "float" in hint else str
         default = f.default if f.default is not dataclasses.MISSING else None
         parser.add_argument(flag, type=kind, default=default, help=f"{help_text} (default: {default})")
 
