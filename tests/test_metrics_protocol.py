@@ -91,3 +91,26 @@ def test_source_metrics_through_evaluate_take_the_source_from_the_argument_or_th
     (result,) = evaluate(str(tmp_path / "adapted"), shots, ["correspondence"], num_samples=8, shots=shots,
                          paired_latents=20)
     assert result.protocol["source"] == str(tmp_path / "source") and result.value < 0.99
+
+
+def test_evaluate_cli_takes_the_source_explicitly(tmp_path, tiny_dcgan):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import write_random_images
+
+    G, _ = tiny_dcgan
+    G.save_pretrained(tmp_path / "m")  # no lineage: the source must be given
+    shots = write_random_images(tmp_path / "shots", count=6, size=16)
+    argv = [sys.executable, "-m", "fsgen_hub", "evaluate", str(tmp_path / "m"), "--reference", str(shots),
+            "--metrics", "correspondence,memorization_calibrated", "--num-samples", "16", "--shots", str(shots)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    missing = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert missing.returncode == 2 and "pass the source" in missing.stderr.strip().splitlines()[-1]
+    given = subprocess.run(argv + ["--source", str(tmp_path / "m")], capture_output=True, text=True, env=env, timeout=300)
+    assert given.returncode == 0, given.stderr[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["metric"] for r in records] == ["correspondence", "memorization_calibrated", "memorization_ratio"]
+    assert records[0]["value"] == pytest.approx(1.0)  # the model against itself
