@@ -60,6 +60,7 @@ class TrainingArguments:
     eval_reference: str | None = field(default=None, **_help("reference images of the target domain for the metrics"))
     eval_num_samples: int = field(default=500, **_help("generated images per evaluation"))
     select_best: str | None = field(default=None, **_help("keep the generator with the best value of this metric (uses the evaluation set!)"))
+    patience: int = field(default=0, **_help("stop when --select-best has not improved for N evaluations (0: never)"))
     device: str = field(default="auto", **_help("auto, cpu or cuda (multi-GPU: use accelerate launch)"))
     # from-scratch training (`fsgen train`)
     architecture: str | None = field(default=None, **_help("train from scratch: stylegan2 or dcgan (fsgen train)"))
@@ -81,6 +82,10 @@ class TrainingArguments:
         if self.warmup_steps is not None and self.warmup_steps >= self.steps:
             raise FsgenError(f"--warmup-steps {self.warmup_steps} leaves no generator step in --steps {self.steps}: "
                              "lower --warmup-steps or raise --steps")
+        if self.patience < 0:
+            raise FsgenError("--patience must be 0 (off) or a number of evaluations")
+        if self.patience and not (self.select_best and self.eval_every):
+            raise FsgenError("--patience needs --select-best METRIC and --eval-every N (it counts evaluations without improvement)")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise FsgenError("--mixed-precision must be no, fp16 or bf16")
         if (self.lr_g is not None and self.lr_g <= 0) or (self.lr_d is not None and self.lr_d <= 0):

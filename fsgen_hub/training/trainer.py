@@ -208,6 +208,7 @@ class AdaptationTrainer:
         progress = _progress(range(start, args.steps), main, initial=start, total=args.steps,
                              desc="train" if self.from_scratch else "adapt")
         world = accelerator.num_processes
+        self._source_G, stopped_early = source_G, False
         for step in progress:
             ctx.step = step
             torch.manual_seed(hash((args.seed, step, accelerator.process_index)) % (2**63))
@@ -249,15 +250,20 @@ class AdaptationTrainer:
                 save_image_grid(grid, self.output_dir / "grids" / f"step_{step:06d}.png")
             if args.eval_every and (step + 1) % args.eval_every == 0 and step + 1 < args.steps:
                 self._evaluate(ctx, G_ema, step + 1, state)
-            final_step = step + 1 == args.steps
+                stopped_early = self._no_longer_improving(state, step + 1)
+            final_step = step + 1 == args.steps or stopped_early
             # from scratch, the last step is checkpointed too: long trainings run in chunks (--resume latest
             # with a larger --steps) and must continue exactly where the previous chunk stopped
             if args.save_every and (self.from_scratch if final_step else (step + 1) % args.save_every == 0):
                 self._save_checkpoint(accelerator, step + 1)
+            if stopped_early:
+                logger.info("%s has not improved for %d evaluations: stopping at step %d", args.select_best,
+                            args.patience, step + 1)
+                break
         wall = time.time() - t0
         replicas_identical = self._check_replicas(accelerator, G)
-        if args.eval_metrics:
-            self._evaluate(ctx, G_ema, args.steps, state)
+        if args.eval_metrics and not stopped_early:  # an early stop has just evaluated this step
+            self._evaluate(ctx, G_ema, state["step"], state)
         accelerator.wait_for_everyone()
         if main:
             self._finish(ctx, source_G, G_ema, D, d_origin, base, shot_records, data_id, wall, images, replicas_identical, state)
@@ -444,15 +450,23 @@ class AdaptationTrainer:
 
         names = [m.strip() for m in args.eval_metrics.split(",") if m.strip()]
         reference = args.eval_reference if args.eval_reference else ctx.train_images
+        # a reference set of the domain is held out: shots found in it (by content) are dropped
+        exclude = ctx.train_images.cpu() if args.eval_reference else None
         results = evaluate(G_ema, reference, names, num_samples=args.eval_num_samples, shots=ctx.train_images,
                            seed=args.seed, device=ctx.accelerator.device, step=step,
-                           output_jsonl=self.output_dir / "metrics.jsonl")
+                           output_jsonl=self.output_dir / "metrics.jsonl", exclude_from_reference=exclude,
+                           source=getattr(self, "_source_G", None))
         for result in results:
             ctx.accelerator.log({f"eval/{result.metric}": result.value}, step=step)
             if args.select_best and result.metric == args.select_best:
                 if state["best"] is None or result.value < state["best"]["value"]:
                     state["best"] = {"metric": result.metric, "value": result.value, "step": step,
                                      "weights": {k: v.detach().cpu().clone() for k, v in G_ema.state_dict().items()}}
+
+    def _no_longer_improving(self, state, step: int) -> bool:
+        """--patience: the best --select-best value is ``patience`` evaluations old."""
+        args, best = self.args, state.get("best")
+        return bool(args.patience and best is not None and step - best["step"] >= args.patience * args.eval_every)
 
     # ------------------------------------------------------------------ outputs
     def _finish(self, ctx, source_G, G_ema, D, d_origin, base, shot_records, data_id, wall, images, replicas, state):
@@ -479,7 +493,8 @@ class AdaptationTrainer:
             "base_model": base,
             "data": _data_record(data_id, shot_records, args),
             "training": {
-                "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+                "steps": args.steps, "steps_run": state["step"], "stopped_early": state["step"] < args.steps,
+                "batch_size": args.batch_size, "seed": args.seed,
                 "mixed_precision": args.mixed_precision, "num_processes": ctx.accelerator.num_processes,
                 "replicas_identical": replicas, "wall_time_s": round(wall, 1),
                 "hardware": hardware_description(ctx.accelerator), "discriminator": d_origin,
