@@ -289,6 +289,9 @@ def _data_section(lineage: dict, model_dir: Path) -> dict | None:
     files = [f for f in data.get("files") or [] if isinstance(f, dict)]
     shots = data.get("shots", len(files))
     column = f", image column `{data['image_column']}`" if data.get("image_column") else ""
+    for key in ("config", "split", "revision"):  # which part of a dataset (load_dataset's name/split/revision)
+        if data.get(key):
+            column += f", {key} `{data[key]}`"
     seed = f", drawn with shot seed {data['shot_seed']}" if data.get("shot_seed") is not None else ""
     text = f"{shots} images from {_display(data.get('id'), model_dir)}{seed}{column}."
     if data.get("files_digest"):

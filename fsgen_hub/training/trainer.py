@@ -161,7 +161,8 @@ class AdaptationTrainer:
         G, D, d_origin, base = self._build_models()
         args.fill_optimizer_defaults(G.optimizer_defaults)
         images, shot_records, data_id = load_images(
-            args.data, G.resolution, shots=args.shots, shot_seed=args.shot_seed, image_column=args.image_column, return_id=True
+            args.data, G.resolution, shots=args.shots, shot_seed=args.shot_seed, image_column=args.image_column, return_id=True,
+            config=args.data_config, split=args.data_split, revision=args.data_revision,
         )
         source_G = copy.deepcopy(G).eval().requires_grad_(False)
         G, D = G.to(accelerator.device).train(), D.to(accelerator.device).train()
@@ -443,6 +444,10 @@ def _data_record(data_id, records: list[dict], args: TrainingArguments) -> dict:
     drawn = args.shots is not None  # the shot seed matters only when a subset was drawn
     data = {"id": data_id, "shots": len(records), "shot_seed": args.shot_seed if drawn else None,
             "image_column": args.image_column}
+    # a dataset's configuration, split and revision, recorded when they are not the defaults
+    for key, value in (("config", args.data_config), ("split", args.data_split), ("revision", args.data_revision)):
+        if value is not None and not (key == "split" and value == "train"):
+            data[key] = value
     if len(records) <= MAX_LISTED_FILES:
         return {**data, "files": records}
     digest = hashlib.sha256("".join(r["sha256"] for r in records).encode()).hexdigest()
