@@ -534,7 +534,8 @@ def _hub_download(model_id, filename, subfolder, revision, cache_dir, force_down
         raise ModelNotFoundError(f"model {model_id!r} has no revision {revision!r} on the hub") from None
     except hf_errors.EntryNotFoundError:
         path = f"{subfolder}/{filename}" if subfolder else filename
-        raise ModelNotFoundError(f"hub repo {where} has no {path}: it is not an fsgen_hub model") from None
+        what = ": it is not an fsgen_hub model" if filename in (CONFIG_NAME, WEIGHTS_NAME) else ""
+        raise ModelNotFoundError(f"hub repo {where} has no {path}{what}") from None
     except hf_errors.HfHubHTTPError as exc:
         raise FsgenError(f"hub error while fetching {model_id}/{filename}: {str(exc).splitlines()[0]}") from None
     except OSError as exc:  # connection errors surface as OSError subclasses
