@@ -207,7 +207,9 @@ def save_grid(images: list, columns: int | None = None) -> str:
 
 def build_app(models: list[str] | None = None, device: str | None = None, concurrency_limit: int = 2):
     """The Blocks app; ``models`` are the choices of the picker (any other id can be typed)."""
-    import gradio as gr
+    from fsgen_hub.extras import require
+
+    gr = require("gradio", "the demo (fsgen demo)")
 
     choices = list(dict.fromkeys([*(models or []), *default_models()]))
     cache = ModelCache(device=device)

@@ -68,6 +68,12 @@ def decode(raw: RawImage, resolution: int) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
+def _datasets():
+    from fsgen_hub.extras import require
+
+    return require("datasets", "reading datasets (parquet files, saved datasets, hub dataset ids)")
+
+
 def _folder_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
@@ -83,7 +89,7 @@ def _image_column(dataset, image_column: str | None) -> str:
         if image_column not in features:
             raise DataError(f"the dataset has no column {image_column!r}; columns: {', '.join(features)}")
         return image_column
-    from datasets import Image as ImageFeature
+    ImageFeature = _datasets().Image
 
     for name, feature in features.items():
         if isinstance(feature, ImageFeature):
@@ -97,7 +103,7 @@ def _image_column(dataset, image_column: str | None) -> str:
 def _from_dataset(dataset, image_column: str | None, shots: int | None = None, shot_seed: int = 0) -> list[RawImage]:
     """The raw bytes of the shots of a ``datasets.Dataset``: drawn first (``shuffle(seed).select``), so
     that only the chosen rows are read and decoded, whatever the size of the dataset."""
-    from datasets import Image as ImageFeature
+    ImageFeature = _datasets().Image
 
     column = _image_column(dataset, image_column)
     dataset = dataset.select_columns([column]).cast_column(column, ImageFeature(decode=False))
@@ -117,7 +123,7 @@ def _from_dataset(dataset, image_column: str | None, shots: int | None = None, s
 
 
 def _pick_split(loaded, split: str, where: str):
-    import datasets
+    datasets = _datasets()
 
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
@@ -128,7 +134,7 @@ def _pick_split(loaded, split: str, where: str):
 
 def _load_dataset(path: str, where: str, **kwargs):
     """``datasets.load_dataset`` with its errors (unknown split or config, no data files) as one line."""
-    import datasets
+    datasets = _datasets()
 
     try:
         return datasets.load_dataset(path, **kwargs)
@@ -159,8 +165,7 @@ def read_shots(
     path = Path(str(source)).expanduser()
     if path.is_dir():
         if (path / "dataset_info.json").is_file() or (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
-            import datasets
-
+            datasets = _datasets()
             loaded = _pick_split(datasets.load_from_disk(str(path)), split, str(source))
             return _from_dataset(loaded, image_column, shots, shot_seed), str(source)
         files = _folder_files(path)

@@ -136,6 +136,9 @@ class AdaptationTrainer:
 
     # ------------------------------------------------------------------ main loop
     def train(self) -> Path:
+        from fsgen_hub.extras import require
+
+        require("accelerate", "training (fsgen adapt / fsgen train)")
         from accelerate import Accelerator
         from accelerate.utils import ProjectConfiguration
 
