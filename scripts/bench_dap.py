@@ -57,7 +57,8 @@ def main(argv=None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         targs = TrainingArguments(method="dap", method_options={"tau": args.tau}, steps=args.prune_steps, batch_size=8,
-                                  output_dir=str(Path(tmp) / "run"), save_every=0, sample_every=0, device=args.device)
+                                  output_dir=str(Path(tmp) / "run"), save_every=0, sample_every=0, device=args.device,
+                                  no_eval=True)
         trainer = AdaptationTrainer(targs)
         out = trainer.train()
         from fsgen_hub.hub import AutoGenerator

@@ -82,7 +82,8 @@ def _adapt(args, tmp) -> tuple[Path, float]:
 
     targs = TrainingArguments(source=args.source, data=args.target, shots=10, method=args.worker, steps=args.steps,
                               batch_size=args.batch_size, seed=args.seed, output_dir=str(Path(tmp) / "run"),
-                              save_every=0, sample_every=0, log_every=50, device=args.device)
+                              save_every=0, sample_every=0, log_every=50, device=args.device,
+                              no_eval=True)  # evaluated below with the comparison protocol
     t0 = time.time()
     run = AdaptationTrainer(targs).train()
     return run, time.time() - t0
