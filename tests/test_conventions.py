@@ -82,6 +82,10 @@ def test_default_metrics_add_those_whose_weights_are_configured(tmp_path, monkey
     weights.write_bytes(b"stand-in")
     monkeypatch.setenv("FSGEN_INCEPTION_WEIGHTS", str(weights))
     assert default_metrics() == ["swd", "msssim_diversity", "memorization", "fid5k", "kid5k"]
+    backbone = tmp_path / "vgg16-397923af.pth"
+    backbone.write_bytes(b"stand-in")
+    monkeypatch.setenv("FSGEN_LPIPS_BACKBONE", str(backbone))
+    assert default_metrics()[-3:] == ["fid5k", "intra_lpips1k", "kid5k"]
 
 
 def test_mirror_flips_whole_images_about_half_the_time():
