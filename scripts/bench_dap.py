@@ -57,7 +57,7 @@ def main(argv=None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         targs = TrainingArguments(method="dap", method_options={"tau": args.tau}, steps=args.prune_steps, batch_size=8,
-                                  warmup_steps=min(250, args.prune_steps // 4),
+                                  warmup_steps=min(250, args.prune_steps // 4), no_eval=True,
                                   output_dir=str(Path(tmp) / "run"), save_every=0, sample_every=0, device=args.device)
         trainer = AdaptationTrainer(targs)
         out = trainer.train()

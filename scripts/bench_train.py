@@ -40,6 +40,7 @@ def worker(method: str, args) -> dict:
         targs = TrainingArguments(source=args.source, data=args.data, method=method, method_options=BENCH_OPTIONS.get(method, {}),
                                   steps=args.steps, batch_size=args.batch_size, output_dir=str(Path(tmp) / "run"),
                                   save_every=0, sample_every=0, log_every=1, seed=0, device=args.device,
+                                  no_eval=True,  # step time only: no end-of-run evaluation
                                   **BENCH_TRAINING.get(method, {}))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)

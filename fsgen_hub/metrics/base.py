@@ -74,6 +74,26 @@ def list_metrics() -> dict[str, MetricSpec]:
     return dict(sorted(_METRICS.items()))
 
 
+WEIGHT_FREE_METRICS = ("swd", "msssim_diversity", "memorization")
+
+
+def default_metrics() -> list[str]:
+    """What every finished adaptation run reports: the weight-free metrics, plus each metric whose weights
+    are configured (``FSGEN_INCEPTION_WEIGHTS`` for fid5k/kid5k, ``FSGEN_LPIPS_BACKBONE`` for intra_lpips1k,
+    or the files in torch's hub cache)."""
+    from fsgen_hub.errors import MissingWeightsError
+
+    names = list(WEIGHT_FREE_METRICS)
+    for name, spec in list_metrics().items():
+        if spec.needs_weights and spec.check is not None:
+            try:
+                spec.check()
+            except MissingWeightsError:
+                continue
+            names.append(name)
+    return names
+
+
 ALIASES = {"fid": "fid5k", "kid": "kid5k", "intra_lpips": "intra_lpips1k", "diversity": "msssim_diversity",
            "lpips": "intra_lpips1k"}
 

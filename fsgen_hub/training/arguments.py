@@ -9,6 +9,10 @@ from typing import Any, get_type_hints
 
 from fsgen_hub.errors import FsgenError
 
+REPORT_TO = ("tensorboard", "wandb", "all", "none")
+# Recorded in logs/run_args.json but not replayed by --config: a replay is a new run in a new folder.
+NOT_REPLAYED = ("output_dir", "resume", "push_to_hub")
+
 
 def _help(text: str, **kw) -> dict:
     return {"metadata": {"help": text}, **kw}
@@ -21,6 +25,9 @@ class TrainingArguments:
     shots: int | None = field(default=10, **_help("number of target images to use (all when 0)"))
     shot_seed: int = field(default=0, **_help("seed of the shot selection"))
     image_column: str | None = field(default=None, **_help("image column of a dataset (detected when omitted)"))
+    data_config: str | None = field(default=None, **_help("dataset configuration (subset) name, as load_dataset(name=...)"))
+    data_split: str = field(default="train", **_help("dataset split, as load_dataset(split=...)"))
+    data_revision: str | None = field(default=None, **_help("hub dataset revision (branch, tag or commit)"))
     method: str | None = field(default=None, **_help("adaptation method (`fsgen methods`); default dap"))
     method_options: dict[str, Any] = field(default_factory=dict, **_help("method config as JSON or key=value pairs"))
     steps: int = field(default=300, **_help("training iterations"))
@@ -45,6 +52,7 @@ class TrainingArguments:
     d_groups: str | None = field(default=None, **_help("comma-separated D parameter groups trained (from_rgb, blocks, final) or all; default per method, else all"))
     ema_half_life: float | None = field(default=None, **_help("EMA half-life of the generator in steps (default per method, else 5% of --steps)"))
     augment: str | None = field(default=None, **_help("DiffAugment policies, comma separated, or none; default per method (RICK none), else color,translation,cutout"))
+    mirror: bool = field(default=False, **_help("x-flip augmentation: each real image is mirrored with probability 1/2 (NVlabs --mirror)"))
     mixed_precision: str = field(default="no", **_help("no, fp16 or bf16 (Accelerate)"))
     gradient_accumulation_steps: int = field(default=1, **_help("steps to accumulate before each optimizer step"))
     seed: int = field(default=0, **_help("seed of everything random in training"))
@@ -53,10 +61,12 @@ class TrainingArguments:
     keep_checkpoints: int = field(default=2, **_help("number of checkpoint-N folders kept"))
     sample_every: int = field(default=100, **_help("sample grid of fixed latents every N steps"))
     log_every: int = field(default=10, **_help("JSONL/TensorBoard log every N steps"))
+    report_to: str = field(default="tensorboard", **_help("experiment tracker: tensorboard, wandb, all or none (Accelerate log_with)"))
     resume: str | None = field(default=None, **_help("'latest' or a checkpoint folder to resume from"))
     push_to_hub: str | None = field(default=None, **_help("hub repo id to push the finished model to"))
     eval_every: int = field(default=0, **_help("evaluate every N steps (0: only at the end when --eval-metrics is set)"))
-    eval_metrics: str = field(default="", **_help("metrics to compute during/after training, e.g. swd,msssim_diversity"))
+    eval_metrics: str = field(default="", **_help("metrics to compute during/after training (default for adaptation: swd,msssim_diversity,memorization, plus fid/kid/intra_lpips when their weights are configured)"))
+    no_eval: bool = field(default=False, **_help("skip the evaluation at the end of an adaptation run (its card then has no metrics)"))
     eval_reference: str | None = field(default=None, **_help("reference images of the target domain for the metrics"))
     eval_num_samples: int = field(default=500, **_help("generated images per evaluation"))
     select_best: str | None = field(default=None, **_help("keep the generator with the best value of this metric (uses the evaluation set!)"))
@@ -90,6 +100,12 @@ class TrainingArguments:
             raise FsgenError("--mixed-precision must be no, fp16 or bf16")
         if (self.lr_g is not None and self.lr_g <= 0) or (self.lr_d is not None and self.lr_d <= 0):
             raise FsgenError("learning rates must be positive")
+        if self.report_to not in REPORT_TO:
+            raise FsgenError(f"--report-to must be one of {', '.join(REPORT_TO)}, not {self.report_to!r}")
+        if self.no_eval and (self.eval_metrics or self.select_best):
+            raise FsgenError("--no-eval contradicts --eval-metrics/--select-best: drop one of them")
+        if self.eval_num_samples < 1:
+            raise FsgenError("--eval-num-samples must be at least 1")
 
     def fill_defaults(self, defaults: dict[str, Any], source: str = "defaults") -> None:
         """Unset (None) settings take ``defaults``; settings given explicitly are kept."""
@@ -165,6 +181,9 @@ def add_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()
             parser.add_argument(flag, action="append", default=None, metavar="K=V|JSON", help=help_text)
             continue
         hint = str(hints[f.name])
+        if hint == "<class 'bool'>" or hint == "bool":
+            parser.add_argument(flag, action="store_true", default=f.default, help=help_text)
+            continue
         kind = _parse_bool if "bool" in hint else int if "int" in hint else float if "float" in hint else str
         default = f.default if f.default is not dataclasses.MISSING else None
         parser.add_argument(flag, type=kind, default=default, help=f"{help_text} (default: {default})")
@@ -185,3 +204,56 @@ def from_namespace(ns: argparse.Namespace, **overrides) -> TrainingArguments:
     args = TrainingArguments(**values)
     args.validate()
     return args
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="replay a run's recorded arguments: its logs/run_args.json, a YAML/JSON file of the same "
+                             "keys, or a run folder; flags given on the command line win "
+                             f"({', '.join(NOT_REPLAYED)} are not replayed)")
+    parser.set_defaults(config_parser=parser)
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """TrainingArguments values from a run folder, its run_args.json / lineage.json, or a YAML/JSON file."""
+    from pathlib import Path
+
+    file = Path(path)
+    if file.is_dir():
+        file = next((p for p in (file / "logs" / "run_args.json", file / "lineage.json") if p.is_file()), file / "logs" / "run_args.json")
+    if not file.is_file():
+        raise FsgenError(f"--config {path}: no such file (give a run folder, its logs/run_args.json or a YAML file)")
+    try:
+        text = file.read_text(encoding="utf-8")
+        if file.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text)
+        else:
+            values = json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - OSError, JSON/Unicode errors, yaml.YAMLError: all one answer
+        raise FsgenError(f"--config {file}: not readable JSON/YAML ({str(exc).splitlines()[0][:120]})") from None
+    if isinstance(values, dict) and file.name == "lineage.json":
+        values = (values.get("training") or {}).get("args")
+    if not isinstance(values, dict):
+        raise FsgenError(f"--config {file}: expected a mapping of argument names to values")
+    known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    values = {k.replace("-", "_"): v for k, v in values.items()}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise FsgenError(f"--config {file}: unknown argument(s) {', '.join(unknown)}")
+    return {k: v for k, v in values.items() if k not in NOT_REPLAYED}
+
+
+def apply_config_file(parser: argparse.ArgumentParser, path: str) -> None:
+    """Make the file's values the parser's defaults, so that flags given on the command line still win."""
+    values = read_config_file(path)
+    present = {action.dest for action in parser._actions}
+    defaults = {}
+    for key, value in values.items():
+        if key not in present:
+            continue  # e.g. `fsgen adapt --config` of a run made by `fsgen train`: from-scratch fields do not apply
+        if key in ("method_options", "model_config"):
+            value = [json.dumps(value)] if value else None  # append-action flags: more --method-option add to it
+        defaults[key] = value
+    parser.set_defaults(**defaults)

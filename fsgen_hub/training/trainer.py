@@ -27,7 +27,7 @@ from fsgen_hub.hub import LINEAGE_NAME, AutoDiscriminator, AutoGenerator, model_
 from fsgen_hub.io import append_jsonl, write_json
 from fsgen_hub.methods.base import AdaptationMethod, AdaptContext, StepBatch, get_method
 from fsgen_hub.training.arguments import GLOBAL_DEFAULTS, TrainingArguments
-from fsgen_hub.training.augment import DiffAugment
+from fsgen_hub.training.augment import DiffAugment, random_xflip
 from fsgen_hub.training.data import load_images
 from fsgen_hub.training.grids import save_image_grid
 from fsgen_hub.training.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
@@ -136,10 +136,19 @@ class AdaptationTrainer:
 
     # ------------------------------------------------------------------ main loop
     def train(self) -> Path:
+        from fsgen_hub.extras import require
+
+        require("accelerate", "training (fsgen adapt / fsgen train)")
         from accelerate import Accelerator
         from accelerate.utils import ProjectConfiguration
 
         args, method = self.args, self.method
+        log_with = _trackers(args.report_to)
+        if not args.eval_metrics and not args.no_eval and not self.from_scratch:
+            # every finished adaptation is evaluated, so that every card carries numbers with their protocol
+            from fsgen_hub.metrics.base import default_metrics
+
+            args.eval_metrics = ",".join(default_metrics())
         resume_from = self._check_output_dir()
         (self.output_dir / "logs").mkdir(parents=True, exist_ok=True)
         cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
@@ -147,7 +156,7 @@ class AdaptationTrainer:
             cpu=cpu,
             mixed_precision=args.mixed_precision,
             gradient_accumulation_steps=args.gradient_accumulation_steps,
-            log_with="tensorboard",
+            log_with=log_with,
             project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")),
         )
         main = accelerator.is_main_process
@@ -160,7 +169,8 @@ class AdaptationTrainer:
         args.validate()
         self._select_trained_groups(G, D)
         images, shot_records, data_id = load_images(
-            args.data, G.resolution, shots=args.shots, shot_seed=args.shot_seed, image_column=args.image_column, return_id=True
+            args.data, G.resolution, shots=args.shots, shot_seed=args.shot_seed, image_column=args.image_column, return_id=True,
+            config=args.data_config, split=args.data_split, revision=args.data_revision,
         )
         source_G = copy.deepcopy(G).eval().requires_grad_(False)
         G, D = G.to(accelerator.device).train(), D.to(accelerator.device).train()
@@ -196,8 +206,11 @@ class AdaptationTrainer:
         if resume_from is not None:
             accelerator.load_state(str(resume_from))
             logger.info("resumed from %s at step %d", resume_from, state["step"])
+        if main and log_with:
+            # the TensorBoard run lands in logs/tensorboard/ (docs/CONTRACTS.md); wandb names its run after the folder
+            accelerator.init_trackers("tensorboard" if args.report_to == "tensorboard" else "fsgen_hub",
+                                      config=_flat_config(args), init_kwargs={"wandb": {"name": self.output_dir.name}})
         if main:
-            accelerator.init_trackers("tensorboard", config=_flat_config(args))
             write_json(self.output_dir / "logs" / "run_args.json", args.to_dict())
 
         ema_beta = ctx.ema_beta
@@ -214,6 +227,8 @@ class AdaptationTrainer:
             torch.manual_seed(hash((args.seed, step, accelerator.process_index)) % (2**63))
             index = torch.randint(len(images), (args.batch_size,), device=accelerator.device)
             real_raw = ctx.train_images[index]
+            if args.mirror:
+                real_raw = random_xflip(real_raw)
             values: dict[str, float] = {}
             warming_up = step < args.warmup_steps  # D-only warm-up: G does not move
             with accelerator.accumulate(G, D):
@@ -532,10 +547,28 @@ def _data_record(data_id, records: list[dict], args: TrainingArguments) -> dict:
     drawn = args.shots is not None  # the shot seed matters only when a subset was drawn
     data = {"id": data_id, "shots": len(records), "shot_seed": args.shot_seed if drawn else None,
             "image_column": args.image_column}
+    # a dataset's configuration, split and revision, recorded when they are not the defaults
+    for key, value in (("config", args.data_config), ("split", args.data_split), ("revision", args.data_revision)):
+        if value is not None and not (key == "split" and value == "train"):
+            data[key] = value
     if len(records) <= MAX_LISTED_FILES:
         return {**data, "files": records}
     digest = hashlib.sha256("".join(r["sha256"] for r in records).encode()).hexdigest()
     return {**data, "files": [], "files_digest": digest}
+
+
+def _trackers(report_to: str) -> str | None:
+    """Accelerate's ``log_with`` for ``--report-to``, with a one-line error when the tracker is not installed."""
+    import importlib.util
+
+    if report_to == "none":
+        return None
+    needed = {"tensorboard": ["tensorboard"], "wandb": ["wandb"], "all": []}[report_to]
+    for package in needed:
+        if importlib.util.find_spec(package) is None:
+            hint = "pip install wandb" if package == "wandb" else "pip install 'fsgen_hub[train]'"
+            raise FsgenError(f"--report-to {report_to} needs the {package} package: {hint} (or --report-to none)")
+    return report_to
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> None:
