@@ -201,3 +201,19 @@ def test_dap_revives_a_filter_with_its_values_from_pruning_time(tiny_dcgan):
     masks.update([first], [torch.zeros(n, dtype=torch.bool)], permanent=False, revive=False)
     masks.update([torch.zeros(n, dtype=torch.bool)], [torch.zeros(n, dtype=torch.bool)], permanent=False, revive=False)
     assert torch.count_nonzero(weight.detach()[:, 0]) == 0      # revive=false: released but left at zero
+
+
+def test_dap_first_decision_uses_ema_passes_then_the_continuous_estimate(setup, monkeypatch):
+    import fsgen_hub.methods.pruning as pruning
+
+    calls = []
+    original = pruning.adversarial_parameter_fisher
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pruning, "adversarial_parameter_fisher", counting)
+    method, _ = run(setup, "first", "dap", {"interval": 3}, steps=9)
+    assert len(method.history) == 3 and len(calls) == 1          # only the decision at the end of the warm-up
+    assert all(f.count > 0 for f in method.fisher.values())

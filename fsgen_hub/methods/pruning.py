@@ -369,7 +369,9 @@ class FilterPruningMethod(AdaptationMethod):
 
     # --- decisions ---------------------------------------------------------------------
     def importance(self, ctx: AdaptContext) -> dict[str, list[torch.Tensor]]:
-        if self.config.fisher == "continuous":
+        # the continuous estimate is empty at the end of the warm-up (G has not stepped yet): that first
+        # decision takes RICK's passes on the EMA copies, as RICK's own first decision does
+        if self.config.fisher == "continuous" and all(f.count > 0 for f in self.fisher.values()):
             return {key: [v.clone().double() for v in f.values] for key, f in self.fisher.items()}
         gen = torch.Generator().manual_seed(int(ctx.args.seed) * 1000003 + ctx.step)
         index = torch.randint(len(ctx.train_images), (len(self.fisher_latents),), generator=gen)
