@@ -38,11 +38,9 @@ end of the warm-up), ``ratio_rule=global_percentile`` (RICK's pooled percentiles
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from fsgen_hub.methods.base import register_method
 from fsgen_hub.methods.pruning import FilterPruningMethod, PruningConfig
-from fsgen_hub.methods.rick import rick_training_defaults
 
 
 @dataclass
@@ -59,9 +57,6 @@ class DAPConfig(PruningConfig):
 class DAP(FilterPruningMethod):
     description = "RICK's recipe with continuous Fisher, per-layer ratios from cumulative importance re-decided during training, freezing and revival"
     paper = "A dynamic pruning approach for cross-domain few-shot image generation, Journal of Graphics 2026"
-
-    def training_defaults(self, G) -> dict[str, Any]:
-        return rick_training_defaults(G)
 
 
 register_method("dap", DAPConfig, DAP)
