@@ -162,8 +162,10 @@ class UnitMasks:
             for _, tensor, sel in self._slices(unit, held):
                 if tensor.grad is not None:
                     tensor.grad.masked_fill_(sel, 0.0)
+                # a zero first moment makes Adam's update exactly zero; the second moment is left to
+                # decay as in RICK (zeroing it would make the first step after release ~1/sqrt(1-beta2) lr)
                 state = _optimizer_state(optimizer, tensor)
-                for key in ("exp_avg", "exp_avg_sq", "momentum_buffer"):
+                for key in ("exp_avg", "momentum_buffer"):
                     if key in state and state[key].shape == tensor.shape:
                         state[key].masked_fill_(sel, 0.0)
 
