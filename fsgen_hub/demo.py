@@ -283,7 +283,8 @@ def generate(cache: ModelCache, model_id: str, seed: Any, truncation: Any, num_i
     num_images = _check_int("number of images", num_images, 1, MAX_IMAGES)
     truncation = _check_truncation(truncation)
     G = cache.get(model_id)
-    return G.sample(num_images, seed=seed, truncation=truncation, device=cache.device)
+    # image i is seed + i (one latent per seed): the Interpolate tab's seed A is the first image here
+    return G.sample(seeds=range(seed, seed + num_images), truncation=truncation, device=cache.device)
 
 
 def compare(cache: ModelCache, model_id: str, seed: Any, truncation: Any, num_images: Any) -> tuple[list, list, str]:
@@ -295,7 +296,7 @@ def compare(cache: ModelCache, model_id: str, seed: Any, truncation: Any, num_im
     source, source_id = cache.source_of(model_id)
     if adapted.z_dim != source.z_dim:
         raise VisitorError("this model and its source have different latent sizes: nothing to compare")
-    z = adapted.make_latents(num_images, seed)
+    z = adapted.seed_latents(range(seed, seed + num_images))  # the Generate tab's latents
     kwargs = dict(seed=seed, truncation=truncation, device=cache.device, z=z)
     return source.sample(num_images, **kwargs), adapted.sample(num_images, **kwargs), f"source: {_shown(source_id)}"
 
@@ -314,7 +315,7 @@ def interpolate(cache: ModelCache, model_id: str, seed_a: Any, seed_b: Any, step
     steps = _check_int("interpolation steps", steps, 2, MAX_INTERPOLATION_STEPS)
     truncation = _check_truncation(truncation)
     G = cache.get(model_id)
-    za, zb = G.make_latents(1, seed_a), G.make_latents(1, seed_b)
+    za, zb = G.seed_latents([seed_a]), G.seed_latents([seed_b])  # the images of these seeds in Generate
     t = torch.linspace(0, 1, steps).unsqueeze(1)
     z = slerp(za.expand(steps, -1), zb.expand(steps, -1), t)
     return G.sample(steps, seed=seed_a, truncation=truncation, device=cache.device, z=z)
@@ -399,7 +400,9 @@ def build_app(models: list[str] | None = None, device: str | None = None, concur
               allow_custom: bool = False):
     """The Blocks app; ``models`` are the choices of the picker. Visitors may type other ids only with
     ``allow_custom`` (public hub ids and zoo ids, fetched without a token)."""
-    import gradio as gr
+    from fsgen_hub.extras import require
+
+    gr = require("gradio", "the demo (fsgen demo)")
 
     choices = list(dict.fromkeys([*(models or []), *default_models()]))
     cache = ModelCache(choices, allow_custom=allow_custom, device=device)

@@ -179,13 +179,13 @@ def test_adapt_bad_inputs_exit_2_with_one_line_and_leave_nothing(tmp_path, sourc
 
 
 @pytest.mark.parametrize("method, options", [
-    ("dap", {"interval": 2, "tau": 0.3, "freeze_share": 0.3}),
-    ("rick", {"interval": 2, "warmup_steps": 1, "fisher_samples": 2}),
+    ("dap", {"interval": 2, "tau": 0.3, "max_layer_ratio": 0.5, "freeze_share": 0.3}),
+    ("rick", {"interval": 2, "fisher_samples": 2}),
 ])
 def test_pruning_state_survives_the_safe_checkpoint_format(tmp_path, source_and_data, method, options):
     """Masks, frozen values, Fisher estimates and decision history go through safetensors + JSON and back:
     a run resumed from a checkpoint taken between decisions ends exactly as the straight run."""
-    kw = dict(method=method, method_options=options, steps=8, save_every=4, keep_checkpoints=3)
+    kw = dict(method=method, method_options=options, steps=8, save_every=4, keep_checkpoints=3, warmup_steps=1)
     straight = AdaptationTrainer(quick_args(*source_and_data, tmp_path / "a", **kw)).train()
     shutil.copytree(straight / "checkpoint-4", tmp_path / "b" / "checkpoint-4")
     resumed = AdaptationTrainer(quick_args(*source_and_data, tmp_path / "b", resume="latest", **kw)).train()
