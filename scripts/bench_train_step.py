@@ -7,10 +7,10 @@ Variants (selected per process, so each one's peak memory is its own):
 
 - ``today``: every modulated conv ``grouped`` (a per-sample kernel, one grouped convolution), the
   step-by-step FIR resampling (zero insertion, pad, conv, subsample: ``ops.upfirdn2d_reference``) and D's
-  parameters trainable in the G phase (as the trainer was);
+  parameters trainable in the G phase, D's activations in the default layout (as the trainer was);
 - ``fast``: modulated convs on ``auto`` (the shared-kernel "non-fused" convolution where it measured
-  faster, see ``stylegan2.choose_modconv``), the copy-free FIR resampling, and no gradients for D's own
-  parameters in the G phase (``trainer._frozen_outside``).
+  faster, see ``stylegan2.choose_modconv``), the copy-free FIR resampling, channels-last activations in D
+  on CPU, and no gradients for D's own parameters in the G phase (``trainer._frozen_outside``).
 
 One training step is what ``fsgen train`` does per batch: a D phase (G without grad, D on real and fake,
 logistic loss, Adam) and a G phase (G and D with grad, non-saturating loss, Adam), plus R1 on the real
@@ -35,19 +35,21 @@ CONFIGS = {
     # fsgen/stylegan2-faces64 (fsgen_hub/assets/stylegan2-faces64/config.json)
     "faces64": {"resolution": 64, "style_dim": 128, "n_mlp": 4,
                 "channels": {"4": 128, "8": 128, "16": 128, "32": 64, "64": 32}},
-    # rosinality's 64 px table at channel multiplier 2 (512 up to 32 px, 512 at 64 px), 8 mapping layers
-    "rosinality64": {"resolution": 64, "style_dim": 512, "n_mlp": 8, "channel_multiplier": 2},
+    # the 64 px rosinality-architecture config of scripts/bench_sampling.py (256-channel table, 4 mapping layers)
+    "rosinality64": {"resolution": 64, "style_dim": 256, "n_mlp": 4,
+                     "channels": {"4": 256, "8": 256, "16": 256, "32": 128, "64": 64}},
 }
 VARIANTS = ("today", "fast")
 
 
-def use_variant(variant: str, G) -> None:
+def use_variant(variant: str, G, D) -> None:
     from fsgen_hub.models import ops
     from fsgen_hub.models.stylegan2 import set_modconv_implementation
 
     if variant == "today":
         ops.upfirdn2d = ops.upfirdn2d_reference  # Blur/Upsample look the function up at call time
         set_modconv_implementation(G, "grouped")
+        D.channels_last = False
     else:
         set_modconv_implementation(G, "auto")
 
@@ -64,7 +66,7 @@ def worker(args) -> dict:
     torch.manual_seed(0)
     config = StyleGAN2Config.from_dict(CONFIGS[args.config])
     G, D = StyleGAN2Generator(config).to(device), StyleGAN2Discriminator(config).to(device)
-    use_variant(args.worker, G)
+    use_variant(args.worker, G, D)
     opt_g = torch.optim.Adam(G.parameters(), lr=0.002, betas=(0.0, 0.99))
     opt_d = torch.optim.Adam(D.parameters(), lr=0.002, betas=(0.0, 0.99))
     batch = args.batch_size
@@ -99,7 +101,7 @@ def worker(args) -> dict:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    step(True), step(False)  # warm-up (allocator, kernel selection)
+    step(True)  # warm-up (allocator, oneDNN kernel selection) of every pass, R1's double backward included
     plain = min(step(False) for _ in range(args.steps))
     with_r1 = min(step(True) for _ in range(max(1, args.steps // 2)))
     step_s = ((args.r1_every - 1) * plain + with_r1) / args.r1_every

@@ -107,14 +107,51 @@ def test_generator_training_step_equal_across_implementations():
         torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_auto_uses_shared_kernel_for_training_and_rejects_unknown_names():
+def test_auto_choice_and_unknown_names():
     torch.manual_seed(0)
     G = StyleGAN2Generator(_tiny_config())
     used = []
     conv = G.convs[0].conv
     original = conv._forward_shared
     conv._forward_shared = lambda x, s: used.append("shared") or original(x, s)
-    G(torch.randn(2, 8))  # grad enabled, as in a training step
+    G(torch.randn(2, 8))  # a batch: the 3x3 convs take the shared kernel
     assert used == ["shared"]
+    G(torch.randn(1, 8))  # a single sample is one dense convolution either way: grouped, no extra scaling
+    assert used == ["shared"]
+    assert all(m.conv.resolved_implementation(torch.zeros(2, 1, 1, 1)) == "grouped" for m in [G.to_rgb1, *G.to_rgbs])
     with pytest.raises(ValueError, match="grouped"):
         set_modconv_implementation(G, "fused")
+
+
+def test_discriminator_channels_last_changes_nothing_but_layout():
+    torch.manual_seed(0)
+    D = StyleGAN2Discriminator(_tiny_config())
+    images = torch.randn(4, 3, 16, 16)
+    results = {}
+    for layout in (False, True):
+        D.channels_last = layout
+        D.zero_grad(set_to_none=True)
+        real = images.clone().requires_grad_(True)
+        logits = D(real)
+        r1 = r1_penalty(logits, real)  # double backward through the NHWC convolutions
+        (logits.sum() + r1).backward()
+        results[layout] = (logits.detach(), {n: p.grad.clone() for n, p in D.named_parameters()})
+    torch.testing.assert_close(results[True][0], results[False][0], rtol=1e-5, atol=1e-5)
+    for name, grad in results[False][1].items():
+        torch.testing.assert_close(results[True][1][name], grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_frozen_outside_skips_untrained_discriminator_gradients_and_restores_flags():
+    from fsgen_hub.training.trainer import _frozen_outside
+
+    torch.manual_seed(0)
+    G, D = StyleGAN2Generator(_tiny_config()), StyleGAN2Discriminator(_tiny_config())
+    D.final_linear.requires_grad_(False)  # a method froze this (FreezeD-style): it must stay frozen after
+    head = D.convs[0][0].weight  # a D parameter the G optimiser trains must keep its gradient
+    opt_g = torch.optim.Adam([*G.parameters(), head])
+    with _frozen_outside(D, opt_g):
+        D(G(torch.randn(2, 8))).sum().backward()
+    assert head.grad is not None and all(p.grad is not None for p in G.parameters() if p.requires_grad)
+    assert all(p.grad is None for n, p in D.named_parameters() if p is not head)
+    assert all(p.requires_grad for n, p in D.named_parameters() if not n.startswith("final_linear"))
+    assert not any(p.requires_grad for p in D.final_linear.parameters())
