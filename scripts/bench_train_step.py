@@ -16,7 +16,9 @@ One training step is what ``fsgen train`` does per batch: a D phase (G without g
 logistic loss, Adam) and a G phase (G and D with grad, non-saturating loss, Adam), plus R1 on the real
 images every ``--r1-every`` steps (lazy R1). The R1 step is timed separately and amortised, so a short run
 counts it exactly once per ``--r1-every`` steps. Variants alternate round by round (the machine may be
-shared) and the best round of each is reported. Peak memory: the process's peak resident set above what it
+shared) and the best round of each is reported. Images per CPU-second (process CPU time) are printed next
+to images per wall-second: on a shared machine the wall clock also counts the time other processes held
+the cores, the CPU time only this process's work (with ``--threads 1`` it is the wall time of an idle core). Peak memory: the process's peak resident set above what it
 held after building the models (CPU) or the peak CUDA allocation (GPU).
 """
 from __future__ import annotations
@@ -76,9 +78,9 @@ def worker(args) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    def step(with_r1: bool) -> float:
+    def step(with_r1: bool) -> tuple[float, float]:
         sync()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         G.requires_grad_(False), D.requires_grad_(True)
         opt_d.zero_grad(set_to_none=True)
         with torch.no_grad():
@@ -96,15 +98,15 @@ def worker(args) -> dict:
         g_nonsaturating_loss(D(G(torch.randn(batch, config.style_dim, device=device)))).backward()
         opt_g.step()
         sync()
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     step(True)  # warm-up (allocator, oneDNN kernel selection) of every pass, R1's double backward included
-    plain = min(step(False) for _ in range(args.steps))
-    with_r1 = min(step(True) for _ in range(max(1, args.steps // 2)))
-    step_s = ((args.r1_every - 1) * plain + with_r1) / args.r1_every
+    plain = [min(t) for t in zip(*(step(False) for _ in range(args.steps)))]  # (wall, cpu)
+    with_r1 = [min(t) for t in zip(*(step(True) for _ in range(max(1, args.steps // 2))))]
+    step_s, step_cpu_s = (((args.r1_every - 1) * p + r) / args.r1_every for p, r in zip(plain, with_r1))
     peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_before)
 
@@ -112,15 +114,18 @@ def worker(args) -> dict:
     z = torch.randn(args.sample_batch, config.style_dim, device=device)
     with torch.no_grad():
         G(z)
-        times = []
+        times, cpu_times = [], []
         for _ in range(args.steps):
             sync()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             G(z)
             sync()
             times.append(time.perf_counter() - t0)
-    return {"config": args.config, "variant": args.worker, "train_images_s": batch / step_s, "step_s": step_s,
-            "plain_step_s": plain, "r1_step_s": with_r1, "peak_mb": peak, "sample_images_s": args.sample_batch / min(times)}
+            cpu_times.append(time.process_time() - c0)
+    return {"config": args.config, "variant": args.worker, "train_images_s": batch / step_s,
+            "train_images_cpu_s": batch / step_cpu_s, "step_s": step_s, "plain_step_s": plain[0], "r1_step_s": with_r1[0],
+            "peak_mb": peak, "sample_images_s": args.sample_batch / min(times),
+            "sample_images_cpu_s": args.sample_batch / min(cpu_times)}
 
 
 def main(argv=None) -> None:
@@ -162,14 +167,15 @@ def main(argv=None) -> None:
                 if proc.returncode != 0:
                     raise SystemExit(f"error: {config}/{variant} failed: {proc.stderr.strip().splitlines()[-1:]}")
                 row = json.loads(proc.stdout.strip().splitlines()[-1])
-                print(f"{config} {variant} round {round_}: train {row['train_images_s']:.1f} img/s, "
-                      f"sample {row['sample_images_s']:.1f} img/s, peak +{row['peak_mb']:.0f} MB", file=sys.stderr)
+                print(f"{config} {variant} round {round_}: train {row['train_images_s']:.2f} img/s "
+                      f"({row['train_images_cpu_s']:.2f} per CPU-s), sample {row['sample_images_s']:.1f} img/s "
+                      f"({row['sample_images_cpu_s']:.1f} per CPU-s), peak +{row['peak_mb']:.0f} MB", file=sys.stderr)
                 key = (config, variant)
                 previous = best.get(key)
                 if previous is None:
                     best[key] = row
                 else:  # best of each measure over the rounds; peak memory: the smallest seen
-                    for field in ("train_images_s", "sample_images_s"):
+                    for field in ("train_images_s", "train_images_cpu_s", "sample_images_s", "sample_images_cpu_s"):
                         previous[field] = max(previous[field], row[field])
                     previous["peak_mb"] = min(previous["peak_mb"], row["peak_mb"])
     rows = []
@@ -177,13 +183,15 @@ def main(argv=None) -> None:
         today, fast = best[(config, "today")], best[(config, "fast")]
         for row in (today, fast):
             rows.append({"config": config, "implementation": row["variant"],
-                         "train images/s": row["train_images_s"], "train speed-up": row["train_images_s"] / today["train_images_s"],
+                         "train images/s": row["train_images_s"], "train images/CPU-s": row["train_images_cpu_s"],
+                         "train speed-up (CPU-s)": row["train_images_cpu_s"] / today["train_images_cpu_s"],
                          "train peak MB": row["peak_mb"], "sample images/s": row["sample_images_s"],
-                         "sample speed-up": row["sample_images_s"] / today["sample_images_s"]})
+                         "sample images/CPU-s": row["sample_images_cpu_s"],
+                         "sample speed-up (CPU-s)": row["sample_images_cpu_s"] / today["sample_images_cpu_s"]})
     print(f"hardware: {hardware(torch.device(args.device))}; batch {args.batch_size} (R1 every {args.r1_every} steps, "
           f"amortised), sampling batch {args.sample_batch}; best of {args.rounds} alternating rounds × {args.steps} steps\n")
-    print(markdown_table(rows, ["config", "implementation", "train images/s", "train speed-up", "train peak MB",
-                                "sample images/s", "sample speed-up"]))
+    print(markdown_table(rows, ["config", "implementation", "train images/s", "train images/CPU-s", "train speed-up (CPU-s)",
+                                "train peak MB", "sample images/s", "sample images/CPU-s", "sample speed-up (CPU-s)"]))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 
