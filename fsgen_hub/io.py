@@ -88,3 +88,14 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# files published with a model (lineage.json, metrics.jsonl) name local files by their name, never by the
+# absolute paths of the machine that made them
+def is_local_path(value) -> bool:
+    return isinstance(value, str) and bool(value) and Path(value).expanduser().exists()
+
+
+def portable_name(value):
+    """A local path reduced to its last component; ids (hub, zoo, descriptive) are kept as they are."""
+    return Path(value).expanduser().resolve().name if is_local_path(value) else value

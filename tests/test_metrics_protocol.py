@@ -1,6 +1,8 @@
 """Correspondence, calibrated memorisation and collapse: numbers on constructed image sets."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -90,7 +92,11 @@ def test_source_metrics_through_evaluate_take_the_source_from_the_argument_or_th
     other.save_pretrained(tmp_path / "adapted", lineage={"base_model": {"id": str(tmp_path / "source")}})
     (result,) = evaluate(str(tmp_path / "adapted"), shots, ["correspondence"], num_samples=8, shots=shots,
                          paired_latents=20)
-    assert result.protocol["source"] == str(tmp_path / "source") and result.value < 0.99
+    assert result.value < 0.99
+    # metrics.jsonl is published with the model: local folders appear by name, never by this machine's path
+    record = json.loads((tmp_path / "adapted" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["model"] == "adapted" and record["protocol"]["source"] == "source"
+    assert str(tmp_path) not in json.dumps(record)
 
 
 def test_evaluate_cli_takes_the_source_explicitly(tmp_path, tiny_dcgan):

@@ -150,7 +150,7 @@ def evaluate(
     default: the model's lineage ``base_model``. ``paired_latents``: latents those metrics share.
     """
     from fsgen_hub.hub import AutoGenerator
-    from fsgen_hub.io import append_jsonl
+    from fsgen_hub.io import append_jsonl, portable_name
 
     names = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
     specs = [resolve_metric(name) for name in names]
@@ -192,11 +192,12 @@ def evaluate(
         if not isinstance(returned, list):  # one result: named by the protocol; several: by the metric function
             returned.metric = spec.name if num_samples is None else _rename(spec.name, n)
         for result in returned if isinstance(returned, list) else [returned]:
-            result.protocol.update({"num_samples": n, "num_reference": len(ref_images), "reference": ref_id,
+            result.protocol.update({"num_samples": n, "num_reference": len(ref_images), "reference": portable_name(ref_id),
                                     "resolution": G.resolution, "seed": seed})
             if spec.needs_source:
-                result.protocol.update({"paired_latents": paired_latents, "noise_mode": "const", "source": source_name})
-            result.model, result.step = model_name, step
+                result.protocol.update({"paired_latents": paired_latents, "noise_mode": "const",
+                                        "source": portable_name(source_name)})
+            result.model, result.step = portable_name(model_name), step
             results.append(result)
             if output_jsonl is not None:
                 append_jsonl(output_jsonl, result.to_record())

@@ -25,7 +25,7 @@ import torch
 from fsgen_hub import __version__
 from fsgen_hub.errors import FsgenError
 from fsgen_hub.hub import LINEAGE_NAME, AutoDiscriminator, AutoGenerator, model_class, read_lineage
-from fsgen_hub.io import append_jsonl, write_json
+from fsgen_hub.io import append_jsonl, is_local_path, portable_name, write_json
 from fsgen_hub.methods.base import AdaptationMethod, AdaptContext, StepBatch, get_method
 from fsgen_hub.training import checkpointing as ckpt
 from fsgen_hub.training.arguments import GLOBAL_DEFAULTS, TrainingArguments
@@ -602,7 +602,7 @@ class AdaptationTrainer:
             "kind": "trained" if self.from_scratch else "adapted",
             "base_model": portable_base(base, out),
             "data": {**_data_record(portable_name(data_id), shot_records, args),
-                     **({"local": True} if _is_local_path(data_id) else {})},
+                     **({"local": True} if is_local_path(data_id) else {})},
             "training": {
                 "steps": args.steps, "steps_run": state["step"], "stopped_early": state["step"] < args.steps,
                 "batch_size": args.batch_size, "seed": args.seed,
@@ -635,15 +635,6 @@ PATH_ARGS = ("source", "data", "output_dir", "resume", "eval_reference")
 
 # lineage.json is published with the model: it names local files by their name (plus digests and a path
 # relative to the run folder), never by the absolute paths of the machine that trained it
-def _is_local_path(value) -> bool:
-    return isinstance(value, str) and bool(value) and Path(value).expanduser().exists()
-
-
-def portable_name(value):
-    """A local path reduced to its last component; ids (hub, zoo, descriptive) are kept as they are."""
-    return Path(value).expanduser().resolve().name if _is_local_path(value) else value
-
-
 def portable_args(values: dict) -> dict:
     return {k: portable_name(v) if k in PATH_ARGS else v for k, v in values.items()}
 
@@ -652,7 +643,7 @@ def portable_base(base: dict, run_dir: Path) -> dict:
     """The base model of the lineage: a hub or zoo id as it is; a local folder as its name, its path relative to
     the run folder (which the demo follows to show the source) and the sha256 of its weights file."""
     source = base.get("id")
-    if not _is_local_path(source):
+    if not is_local_path(source):
         return base
     folder = Path(source).expanduser().resolve()
     weights = folder / "model.safetensors"
