@@ -29,13 +29,14 @@ def save_tiny_dcgan_source(folder: Path) -> Path:
     return folder
 
 
-def tiny_stylegan2_config(resolution: int = 16, channels: int | dict = 4, style_dim: int = 8, n_mlp: int = 1):
-    """The one tiny StyleGAN2 config of the suite: ``channels`` is one width for every resolution or a table."""
+def tiny_stylegan2_config(resolution: int = 16, channels: int | dict = 4, style_dim: int = 8, n_mlp: int = 1, **kw):
+    """The one tiny StyleGAN2 config of the suite: ``channels`` is one width for every resolution or a table;
+    ``kw`` are further StyleGAN2Config fields (e.g. ``conv_channels``)."""
     from fsgen_hub.models.stylegan2 import StyleGAN2Config
 
     if isinstance(channels, int):
         channels = {str(2**i): channels for i in range(2, resolution.bit_length())}
-    return StyleGAN2Config(resolution=resolution, style_dim=style_dim, n_mlp=n_mlp, channels=channels)
+    return StyleGAN2Config(resolution=resolution, style_dim=style_dim, n_mlp=n_mlp, channels=channels, **kw)
 
 
 def tiny_stylegan2_models(seed: int = 0, mean_latent: int = 64, **config_kw):
@@ -54,6 +55,15 @@ def save_tiny_stylegan2_source(folder: Path, **kw) -> Path:
     G, D = tiny_stylegan2_models(**kw)
     G.save_pretrained(folder, discriminator=D)
     return folder
+
+
+def save_tiny_rosinality_checkpoint(path: Path, **kw) -> Path:
+    """A tiny StyleGAN2 saved the way rosinality's train.py saves (``g``, ``d``, ``g_ema``, ``latent_avg``); returns
+    ``path``. Our parameter names are rosinality's, so only ``latent_avg`` moves out of the generator's state."""
+    G, D = tiny_stylegan2_models(**kw)
+    g_state = {k: v for k, v in G.state_dict().items() if k != "latent_avg"}
+    torch.save({"g": g_state, "d": D.state_dict(), "g_ema": g_state, "latent_avg": G.state_dict()["latent_avg"][None]}, path)
+    return path
 
 
 def write_random_images(folder: Path, count: int = 4, size: int = 16, seed: int = 3) -> Path:
@@ -85,12 +95,22 @@ def run(source, data, output_dir, method, options=None, *, steps: int = 6, metho
     return trainer, trainer.train()
 
 
+# ----------------------------------------------------------------------------- parity
+# Largest output difference allowed against the reference implementations' outputs in ../shared/fixtures
+# (README "Model zoo and conversion"). Measured on CPU: rosinality 1.4e-6 with one thread (0 with two),
+# NVlabs 3.3e-6 (up to 6.1e-6 reported on other machines): float32 sums in another order, never bit-exact
+# by construction.
+PARITY_ATOL = 1e-5
+
+
 # ----------------------------------------------------------------------------- CLI
 def fsgen_cli(*args, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """``python -m fsgen_hub ARGS`` in a subprocess: offline, one thread, output captured as text."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+    """``python -m fsgen_hub ARGS`` in a subprocess: offline, one thread, output captured as text.
+    ``env`` adds variables to this process's environment; a value of None removes one."""
+    merged = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+    merged = {k: v for k, v in merged.items() if v is not None}
     return subprocess.run([sys.executable, "-m", "fsgen_hub", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+                          env=merged, timeout=timeout)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, pattern: str | None = None) -> None:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import save_tiny_dcgan_source, write_random_images
+from helpers import save_tiny_dcgan_source, write_random_images
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_methods.py"
 

@@ -5,11 +5,10 @@ import json
 
 import pytest
 import torch
-from conftest import write_random_images
+from helpers import run as adapt
+from helpers import write_random_images
 
 from fsgen_hub.methods.pruning import cumulative_share_decision, global_percentile_decision
-from fsgen_hub.training.arguments import TrainingArguments
-from fsgen_hub.training.trainer import AdaptationTrainer
 
 
 @pytest.fixture
@@ -21,11 +20,7 @@ def setup(tmp_path, tiny_dcgan):
 
 
 def run(tmp, name, method, options, steps=12, beta1=0.9):
-    args = TrainingArguments(source=str(tmp / "src"), data=str(tmp / "data"), shots=4, method=method, method_options=options,
-                             steps=steps, batch_size=2, output_dir=str(tmp / name), save_every=0, sample_every=0,
-                             device="cpu", beta1=beta1, seed=1)
-    trainer = AdaptationTrainer(args)
-    out = trainer.train()
+    trainer, out = adapt(tmp / "src", tmp / "data", tmp / name, method, options, steps=steps, beta1=beta1)
     return trainer.method, out
 
 
