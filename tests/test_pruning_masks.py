@@ -91,6 +91,7 @@ class Recorder:
         self.moments_of_masked = []       # per decision: exp_avg/exp_avg_sq of the then-masked entries
         self.frozen_drift = []            # steps at which a frozen entry differed from its decision-time copy
         self.ema_unmasked = []            # steps at which a pruned entry of the EMA generator was not zero
+        self.frozen_copy = None           # the frozen entries as the latest decision left them
 
     def prepare(self, ctx):
         super().prepare(ctx)
@@ -130,7 +131,7 @@ class Recorder:
     def on_step_end(self, ctx, step):
         super().on_step_end(ctx, step)
         G = ctx.unwrap(ctx.G)
-        if self.history and not equal(slices(G, masks_of(self, "frozen"), consumers=False), self.frozen_copy):
+        if self.frozen_copy is not None and not equal(slices(G, masks_of(self, "frozen"), consumers=False), self.frozen_copy):
             self.frozen_drift.append(step)
         if not all_zero(slices(ctx.G_ema, masks_of(self, "pruned"))):
             self.ema_unmasked.append(step)
@@ -309,7 +310,8 @@ def test_frozen_entries_are_restored_and_pruned_ones_zeroed_after_any_update():
 
 def test_freeze_and_prune_thresholds_at_a_tie():
     importance = [torch.tensor([1.0, 2.0, 3.0]), torch.tensor([4.0, 5.0])]
-    # over all five filters the 25th percentile is 2.0 and the 50th is 3.0: filters AT a threshold
+    # over all five filters the 25th percentile is 2.0 and the 50th is 3.0: filters AT a threshold. RICK's code
+    # freezes when score > cutline and prunes when score <= pruneline (../shared/fixtures/rick_fisher_32/README.md)
     prune, freeze = global_percentile_decision(importance, low=25, high=50)
     assert [m.tolist() for m in prune] == [[True, True, False], [False, False]]    # <= low: pruned
     assert [m.tolist() for m in freeze] == [[False, False, False], [True, True]]   # > high only: the tie is trained

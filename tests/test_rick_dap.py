@@ -85,7 +85,7 @@ def test_dap_budget_and_freeze_share():
     assert not (prune[0] & freeze[0]).any()
 
 
-def test_dap_runs_revives_and_records_history(setup):
+def test_dap_runs_and_records_history(setup):  # forced revival: test_pruning_masks.py
     method, out = run(setup, "dap", "dap", {"interval": 3, "tau": 0.2, "max_layer_ratio": 0.5}, steps=10, beta1=0.0)
     assert len(method.history) == 3
     lineage = json.loads((out / "lineage.json").read_text())
