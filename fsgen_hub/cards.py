@@ -289,6 +289,9 @@ def _data_section(lineage: dict, model_dir: Path) -> dict | None:
     files = [f for f in data.get("files") or [] if isinstance(f, dict)]
     shots = data.get("shots", len(files))
     column = f", image column `{data['image_column']}`" if data.get("image_column") else ""
+    for key in ("config", "split", "revision"):  # which part of a dataset (load_dataset's name/split/revision)
+        if data.get(key):
+            column += f", {key} `{data[key]}`"
     seed = f", drawn with shot seed {data['shot_seed']}" if data.get("shot_seed") is not None else ""
     text = f"{shots} images from {_display(data.get('id'), model_dir)}{seed}{column}."
     if data.get("files_digest"):
@@ -331,7 +334,32 @@ def _limitations(kind: str | None, lineage: dict) -> list[str]:
     return lines
 
 
-def render_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = None) -> str:
+CARD_KWARGS = ("tags", "datasets", "language", "license")
+
+
+def _apply_card_kwargs(card_data, card_kwargs: dict | None) -> None:
+    """``model_card_kwargs`` of save_pretrained/push_to_hub: extra tags/datasets/language, or a licence id."""
+    unknown = sorted(set(card_kwargs or {}) - set(CARD_KWARGS))
+    if unknown:
+        raise FsgenError(f"model_card_kwargs {', '.join(unknown)} not supported: use {', '.join(CARD_KWARGS)}")
+    for key in ("tags", "datasets", "language"):
+        value = (card_kwargs or {}).get(key)
+        if value:
+            extra = [value] if isinstance(value, str) else [str(v) for v in value]
+            card_data[key] = list(dict.fromkeys([*(card_data.get(key) or []), *extra]))
+    license_id = (card_kwargs or {}).get("license")
+    if license_id:
+        if license_id not in HUB_LICENSES:
+            raise FsgenError(f"license {license_id!r} is not a Hub licence id: use one of the ids of "
+                             "https://huggingface.co/docs/hub/repositories-licenses, or 'other'")
+        card_data["license"] = license_id
+        for key in ("license_name", "license_link"):
+            if license_id != "other" and card_data.get(key):
+                card_data[key] = None
+
+
+def render_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = None,
+                      card_kwargs: dict | None = None) -> str:
     """The README.md text for ``model_dir`` (a complete card with YAML metadata); nothing is written."""
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -364,6 +392,7 @@ def render_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = Non
     )
     if base_id and kind == "adapted":
         card_data["base_model_relation"] = "finetune"  # all weights derive from the base model's
+    _apply_card_kwargs(card_data, card_kwargs)
 
     base_disp = _display(base.get("id"), model_dir)
     if base.get("commit"):
@@ -438,11 +467,12 @@ def render_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = Non
     return core + "\n" + _MARKER.format(digest=hashlib.sha256(core.encode("utf-8")).hexdigest()) + "\n"
 
 
-def write_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = None) -> Path:
+def write_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = None,
+                     card_kwargs: dict | None = None) -> Path:
     """Render and (atomically) write ``model_dir/README.md``; returns its path. Overwrites an existing card."""
     from fsgen_hub.io import atomic_path
 
-    text = render_model_card(model_dir, repo_id=repo_id)
+    text = render_model_card(model_dir, repo_id=repo_id, card_kwargs=card_kwargs)
     path = Path(model_dir) / CARD_NAME
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -459,17 +489,17 @@ def is_unedited_generated_card(path: str | os.PathLike) -> bool:
     return bool(match) and hashlib.sha256(text[: match.start()].encode("utf-8")).hexdigest() == match.group(1)
 
 
-def refresh_model_card(model_dir: str | os.PathLike, repo_id: str | None = None) -> str:
+def refresh_model_card(model_dir: str | os.PathLike, repo_id: str | None = None, card_kwargs: dict | None = None) -> str:
     """Write the card when missing, regenerate it when it is an unedited generated one, keep it otherwise.
 
     Returns "written", "refreshed" or "kept".
     """
     path = Path(model_dir) / CARD_NAME
     if not path.is_file():
-        write_model_card(model_dir, repo_id=repo_id)
+        write_model_card(model_dir, repo_id=repo_id, card_kwargs=card_kwargs)
         return "written"
     if is_unedited_generated_card(path):
-        write_model_card(model_dir, repo_id=repo_id)
+        write_model_card(model_dir, repo_id=repo_id, card_kwargs=card_kwargs)
         return "refreshed"
     return "kept"
 
@@ -607,12 +637,18 @@ def push_folder(
     revision: str | None = None,
     token: str | None = None,
     commit_message: str | None = None,
-) -> str:
+    create_pr: bool = False,
+    card_kwargs: dict | None = None,
+    return_commit: bool = False,
+):
     """Publish a model folder (with its README.md card) to ``repo_id`` in one commit; returns the repo URL.
 
     The repo is created when missing (``private`` only applies then); ``revision`` names a branch,
     created from main when missing. An unedited generated card is regenerated first so that its
-    usage snippet names ``repo_id``; an edited card is uploaded as it is.
+    usage snippet names ``repo_id``; an edited card is uploaded as it is. ``create_pr`` opens a pull
+    request against ``revision`` (default main) instead of committing to it; the URL returned is then
+    the pull request's. ``return_commit``: return huggingface_hub's ``CommitInfo`` instead (the
+    mixin's ``push_to_hub`` contract: a str equal to the commit URL, with ``pr_url``).
     """
     from huggingface_hub import CommitOperationAdd, HfApi, constants
     from huggingface_hub.utils import HFValidationError, validate_repo_id
@@ -633,7 +669,7 @@ def push_folder(
     if constants.is_offline_mode():
         raise OfflineError("the hub is in offline mode (HF_HUB_OFFLINE=1): unset it to push")
     secrets = _secrets(token)
-    if refresh_model_card(model_dir, repo_id) == "kept":
+    if refresh_model_card(model_dir, repo_id, card_kwargs=card_kwargs) == "kept":
         logger.info("%s was edited by hand: pushing it as it is (delete it to regenerate it)", model_dir / CARD_NAME)
     files = publishable_files(model_dir)
     for rel, path in files:  # defensive: a token inside a published file would be public forever
@@ -646,7 +682,7 @@ def push_folder(
     with _hub_errors("creating the repo", repo_id, secrets):
         url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     full_id = url.repo_id or repo_id  # a bare NAME lands in the token's namespace: commit there
-    if revision and revision != constants.DEFAULT_REVISION:
+    if revision and revision != constants.DEFAULT_REVISION and not create_pr:  # a PR targets an existing branch
         with _hub_errors(f"creating branch {revision!r}", full_id, secrets):
             api.create_branch(full_id, branch=revision, exist_ok=True, repo_type="model")
     operations = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(path)) for rel, path in files]
@@ -654,7 +690,12 @@ def push_folder(
     # create_commit rather than upload_folder: with hf_xet installed upload_folder may split a folder into
     # several commits and retries failed commits, whereas a model must appear whole or not at all.
     with _hub_errors("uploading the files", full_id, secrets):
-        api.create_commit(full_id, operations, commit_message=message, revision=revision, repo_type="model")
+        commit = api.create_commit(full_id, operations, commit_message=message, revision=revision,
+                                   repo_type="model", create_pr=create_pr or None)
+    if return_commit:
+        return commit
+    if create_pr and commit.pr_url:
+        return commit.pr_url
     base_url = str(url).rstrip("/")
     return f"{base_url}/tree/{quote(revision, safe='')}" if revision else base_url
 

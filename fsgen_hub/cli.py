@@ -64,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if getattr(args, "config", None):  # --config FILE: its values become defaults, explicit flags still win
+            from fsgen_hub.training.arguments import apply_config_file
+
+            apply_config_file(args.config_parser, args.config)
+            args = parser.parse_args(argv)
         return int(args.func(args) or 0)
     except FsgenError as exc:
         if args.verbose or os.environ.get("FSGEN_DEBUG"):

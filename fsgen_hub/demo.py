@@ -93,7 +93,8 @@ def generate(cache: ModelCache, model_id: str, seed: Any, truncation: Any, num_i
     num_images = _check_int("number of images", num_images, 1, MAX_IMAGES)
     truncation = _check_truncation(truncation)
     G = cache.get(model_id)
-    return G.sample(num_images, seed=seed, truncation=truncation, device=cache.device)
+    # image i is seed + i (one latent per seed): the Interpolate tab's seed A is the first image here
+    return G.sample(seeds=range(seed, seed + num_images), truncation=truncation, device=cache.device)
 
 
 def source_model_id(model_id: str) -> str | None:
@@ -114,7 +115,7 @@ def compare(cache: ModelCache, model_id: str, seed: Any, truncation: Any, num_im
     adapted, source = cache.get(model_id), cache.get(source_id)
     if adapted.z_dim != source.z_dim:
         raise FsgenError(f"{model_id} and its source {source_id} have different latent sizes")
-    z = adapted.make_latents(num_images, seed)
+    z = adapted.seed_latents(range(seed, seed + num_images))  # the Generate tab's latents
     kwargs = dict(seed=seed, truncation=truncation, device=cache.device, z=z)
     return source.sample(num_images, **kwargs), adapted.sample(num_images, **kwargs), f"source: {source_id}"
 
@@ -133,7 +134,7 @@ def interpolate(cache: ModelCache, model_id: str, seed_a: Any, seed_b: Any, step
     steps = _check_int("interpolation steps", steps, 2, MAX_INTERPOLATION_STEPS)
     truncation = _check_truncation(truncation)
     G = cache.get(model_id)
-    za, zb = G.make_latents(1, seed_a), G.make_latents(1, seed_b)
+    za, zb = G.seed_latents([seed_a]), G.seed_latents([seed_b])  # the images of these seeds in Generate
     t = torch.linspace(0, 1, steps).unsqueeze(1)
     z = slerp(za.expand(steps, -1), zb.expand(steps, -1), t)
     return G.sample(steps, seed=seed_a, truncation=truncation, device=cache.device, z=z)
@@ -206,7 +207,9 @@ def save_grid(images: list, columns: int | None = None) -> str:
 
 def build_app(models: list[str] | None = None, device: str | None = None, concurrency_limit: int = 2):
     """The Blocks app; ``models`` are the choices of the picker (any other id can be typed)."""
-    import gradio as gr
+    from fsgen_hub.extras import require
+
+    gr = require("gradio", "the demo (fsgen demo)")
 
     choices = list(dict.fromkeys([*(models or []), *default_models()]))
     cache = ModelCache(device=device)

@@ -62,17 +62,32 @@ class ModelConfig:
             raise CheckpointError(f"invalid {cls.__name__} in config.json: {exc}") from None
 
 
+# Class-level hub metadata, as PyTorchModelHubMixin intends (it fills ModelCardData and the card's links).
+# No class-level `license`: a model's licence is inherited from its base model or data, per model, and the
+# card (fsgen_hub.cards) derives it from lineage.json; a class default would mislabel converted weights.
+LIBRARY_NAME = "fsgen_hub"
+PIPELINE_TAG = "unconditional-image-generation"
+REPO_URL = "https://github.com/fsgen-hub/fsgen_hub"
+DOCS_URL = "https://github.com/fsgen-hub/fsgen_hub#readme"
+
+
 class HubModel(
     PyTorchModelHubMixin,
-    library_name="fsgen_hub",
+    library_name=LIBRARY_NAME,
     tags=["gan", "fsgen_hub"],
-    repo_url="https://github.com/fsgen-hub/fsgen_hub",
+    pipeline_tag=PIPELINE_TAG,
+    repo_url=REPO_URL,
+    docs_url=DOCS_URL,
 ):
     """Mixin giving ``save_pretrained``/``from_pretrained``/``push_to_hub`` to our nn.Modules.
 
     Subclasses set ``architecture`` ("stylegan2"), ``role`` ("generator"/"discriminator") and
     ``config_class`` and take a single ``config`` argument in ``__init__``; the live ``self.config``
     (not the one recorded at construction) is what gets saved, so pruned/slimmed widths stay right.
+
+    ``save_pretrained``/``push_to_hub`` and ``fsgen push`` are one path: the folder gets the card
+    ``fsgen push`` writes (``generate_model_card``), and pushing goes through
+    ``fsgen_hub.cards.push_folder`` (one commit, the same file selection and error handling).
     """
 
     architecture: ClassVar[str] = ""
@@ -86,15 +101,32 @@ class HubModel(
             _CLASSES[(cls.architecture, cls.role)] = cls
 
     # ------------------------------------------------------------------ saving
-    def config_dict(self) -> dict[str, Any]:
+    def config_dict(self, config: ModelConfig | None = None) -> dict[str, Any]:
         return {
             "architecture": self.architecture,
             "role": self.role,
             "fsgen_hub_version": __version__,
-            **self.config.to_dict(),
+            **(config or self.config).to_dict(),
         }
 
-    def _save_pretrained(self, save_directory: Path) -> None:
+    def _config_for_save(self, config) -> ModelConfig:
+        """The mixin's ``config=`` (a dict or our config dataclass), checked against the weights; else the live one."""
+        if config is None:
+            return self.config
+        if isinstance(config, ModelConfig):
+            config = config.to_dict()
+        if not isinstance(config, dict):
+            raise FsgenError(f"config must be a dict or a {self.config_class.__name__}, not {type(config).__name__}")
+        chosen = self.config_class.from_dict({**self.config.to_dict(), **config})
+        expected = {k: tuple(v.shape) for k, v in type(self)(chosen).state_dict().items()}
+        if expected != {k: tuple(v.shape) for k, v in self.state_dict().items()}:
+            raise FsgenError(
+                f"config= does not describe this model's weights (other tensor names or shapes): leave it out, "
+                f"fsgen_hub saves the model's own {self.config_class.__name__}"
+            )
+        return chosen
+
+    def _save_pretrained(self, save_directory: Path, config: ModelConfig | None = None) -> None:
         from safetensors.torch import save_file
 
         from fsgen_hub.io import atomic_path, write_json
@@ -102,7 +134,7 @@ class HubModel(
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         with atomic_path(save_directory / WEIGHTS_NAME) as tmp:
             save_file(state, str(tmp), metadata={"format": "pt", "fsgen_hub_version": __version__})
-        write_json(save_directory / CONFIG_NAME, self.config_dict())
+        write_json(save_directory / CONFIG_NAME, self.config_dict(config))
 
     def save_pretrained(  # type: ignore[override]
         self,
@@ -110,32 +142,118 @@ class HubModel(
         *,
         discriminator: HubModel | None = None,
         lineage: dict | None = None,
-        push_to_hub: bool = False,
+        config: dict | ModelConfig | None = None,
         repo_id: str | None = None,
-        **push_kwargs,
+        push_to_hub: bool = False,
+        model_card_kwargs: dict[str, Any] | None = None,
+        **push_to_hub_kwargs,
     ) -> str | None:
-        """Write config.json + model.safetensors (+ ``discriminator/`` and lineage.json when given).
+        """Write config.json + model.safetensors (+ ``discriminator/`` and lineage.json when given) and the card.
 
-        Unlike the mixin's default it writes no generic README.md: cards come from ``fsgen_hub.cards``.
+        The card (README.md) is the one ``fsgen push`` writes (``generate_model_card``); an existing
+        card edited by hand is kept. With ``push_to_hub=True`` the folder is then published like
+        ``fsgen push DIR REPO_ID`` (``repo_id`` defaults to the folder name; ``private``, ``branch``,
+        ``create_pr``, ``token``, ``commit_message`` as in ``push_to_hub``); returns the commit URL.
         """
         from fsgen_hub.io import write_json
 
         save_directory = Path(save_directory)
         save_directory.mkdir(parents=True, exist_ok=True)
-        self._save_pretrained(save_directory)
+        self._save_pretrained(save_directory, self._config_for_save(config))
         if discriminator is not None:
             sub = save_directory / DISCRIMINATOR_SUBFOLDER
             sub.mkdir(exist_ok=True)
             discriminator._save_pretrained(sub)
         if lineage is not None:
             write_json(save_directory / LINEAGE_NAME, lineage)
-        if push_to_hub:
-            from huggingface_hub import HfApi
+        if self.role == "generator":  # a card describes a generator folder (its D is a subfolder of it)
+            from fsgen_hub.cards import refresh_model_card
 
-            return HfApi(token=push_kwargs.pop("token", None)).upload_folder(
-                repo_id=repo_id or save_directory.name, folder_path=save_directory, repo_type="model", **push_kwargs
-            ).commit_url
+            refresh_model_card(save_directory, repo_id, card_kwargs=model_card_kwargs)
+        if push_to_hub:
+            return _push_folder(save_directory, repo_id or save_directory.name, model_card_kwargs, **push_to_hub_kwargs)
         return None
+
+    def generate_model_card(self, *args, model_dir: str | os.PathLike | None = None, repo_id: str | None = None,
+                            **model_card_kwargs):
+        """The mixin's card hook: the card ``fsgen push`` writes, rendered from ``model_dir`` (default: a
+        temporary save of this model). ``model_card_kwargs``: extra ``tags``, ``datasets``, ``language``,
+        or a ``license`` id that replaces the inherited one."""
+        import tempfile
+
+        from huggingface_hub import ModelCard
+
+        from fsgen_hub.cards import render_model_card
+
+        if model_dir is None:
+            with tempfile.TemporaryDirectory() as tmp:
+                self._save_pretrained(Path(tmp))
+                return ModelCard(render_model_card(tmp, repo_id=repo_id, card_kwargs=model_card_kwargs))
+        return ModelCard(render_model_card(model_dir, repo_id=repo_id, card_kwargs=model_card_kwargs))
+
+    def push_to_hub(  # type: ignore[override]
+        self,
+        repo_id: str,
+        *,
+        config: dict | ModelConfig | None = None,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        branch: str | None = None,
+        create_pr: bool | None = None,
+        model_card_kwargs: dict[str, Any] | None = None,
+        discriminator: HubModel | None = None,
+        lineage: dict | None = None,
+    ) -> str:
+        """Publish this model like ``fsgen push``: weights, card, and — when the model was loaded from a
+        folder and its weights are unchanged — that folder's discriminator, lineage, metrics and images.
+
+        One commit through ``fsgen_hub.cards.push_folder``; returns the commit URL (a ``CommitInfo``,
+        whose ``pr_url`` is set with ``create_pr=True``), as the mixin does.
+        """
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / (repo_id.split("/")[-1] or "model")
+            folder.mkdir()
+            self._copy_companions(folder, keep_discriminator=discriminator is None, keep_lineage=lineage is None)
+            self.save_pretrained(folder, discriminator=discriminator, lineage=lineage, config=config,
+                                 model_card_kwargs=model_card_kwargs)
+            return _push_folder(folder, repo_id, model_card_kwargs, private=private, token=token, branch=branch,
+                                create_pr=create_pr, commit_message=commit_message)
+
+    def _copy_companions(self, folder: Path, keep_discriminator: bool, keep_lineage: bool) -> None:
+        """Copy what accompanies these weights in the folder they were loaded from (the files ``fsgen push``
+        would publish), but only while the weights are still those of the folder: otherwise its metrics,
+        samples and lineage would describe another model."""
+        import shutil
+
+        source = Path((getattr(self, "source_info", None) or {}).get("local_dir") or "")
+        if self.role != "generator" or not source.is_dir() or not self._same_weights_as(source / WEIGHTS_NAME):
+            return
+        from fsgen_hub.cards import CARD_NAME, is_unedited_generated_card, publishable_files
+
+        for rel, path in publishable_files(source):
+            top = rel.split("/")[0]
+            if rel in (CONFIG_NAME, WEIGHTS_NAME) or (top == DISCRIMINATOR_SUBFOLDER and not keep_discriminator) \
+                    or (rel == LINEAGE_NAME and not keep_lineage) \
+                    or (rel == CARD_NAME and is_unedited_generated_card(path)):  # a generated card is re-rendered
+                continue
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, folder / rel)
+
+    def _same_weights_as(self, weights_file: Path) -> bool:
+        from safetensors.torch import load_file
+
+        try:
+            saved = load_file(str(weights_file))
+        except Exception:  # noqa: BLE001 - a missing or unreadable file simply is not the same weights
+            return False
+        own = self.state_dict()
+        return saved.keys() == own.keys() and all(
+            saved[k].shape == own[k].shape and torch.equal(saved[k], own[k].detach().cpu().to(saved[k].dtype))
+            for k in own
+        )
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -151,8 +269,14 @@ class HubModel(
         map_location: str | torch.device = "cpu",
         subfolder: str = "",
         strict: bool = True,
+        torch_dtype: torch.dtype | str | None = None,
     ) -> T:
-        """Load from a local folder, a zoo id or a hub repo id; weights must match the config exactly."""
+        """Load from a local folder, a zoo id or a hub repo id; weights must match the config exactly.
+
+        ``torch_dtype`` (diffusers/transformers convention): cast the parameters, e.g. ``torch.float16``
+        or ``"bfloat16"``; ``sample()`` feeds latents in the same dtype. Default: as stored (float32).
+        """
+        dtype = _parse_dtype(torch_dtype)
         hub_kwargs = {"subfolder": subfolder, "revision": revision, "cache_dir": cache_dir,
                       "force_download": force_download, "token": token, "local_files_only": local_files_only}
         try:
@@ -161,7 +285,7 @@ class HubModel(
             merged = _load_delta_folder(cls, pretrained_model_name_or_path, hub_kwargs)
             if merged is None:
                 raise
-            return merged.to(map_location)
+            return merged.to(map_location, dtype=dtype) if dtype is not None else merged.to(map_location)
         config = read_config(files[CONFIG_NAME])
         target = cls
         if cls.architecture == "":  # Auto class: dispatch on config.json
@@ -174,6 +298,8 @@ class HubModel(
         model = target(target.config_class.from_dict(config))
         load_weights(model, files[WEIGHTS_NAME], strict=strict)
         model.to(map_location)
+        if dtype is not None:
+            model.to(dtype=dtype)
         model.eval()
         model.source_info = {
             "model_id": str(pretrained_model_name_or_path),
@@ -182,6 +308,34 @@ class HubModel(
             "local_dir": str(Path(files[CONFIG_NAME]).parent),
         }
         return model
+
+
+def _parse_dtype(torch_dtype) -> torch.dtype | None:
+    if torch_dtype is None or torch_dtype == "auto":  # "auto": as stored, like transformers
+        return None
+    if isinstance(torch_dtype, torch.dtype):
+        dtype = torch_dtype
+    else:
+        dtype = getattr(torch, str(torch_dtype).replace("torch.", ""), None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise FsgenError(f"torch_dtype={torch_dtype!r} is not a floating-point torch dtype: use e.g. torch.float16, "
+                         "'bfloat16' or 'float32'")
+    return dtype
+
+
+def _push_folder(folder: Path, repo_id: str, model_card_kwargs: dict | None, *, private=None, token=None,
+                 branch=None, create_pr=None, commit_message=None, **unknown):
+    """The mixin's push arguments mapped onto ``fsgen push`` (fsgen_hub.cards.push_folder)."""
+    if unknown:
+        raise FsgenError(
+            f"push_to_hub got unsupported argument(s) {', '.join(sorted(unknown))}: it takes private, token, "
+            "branch, create_pr and commit_message (the published files are those `fsgen push` selects)"
+        )
+    from fsgen_hub.cards import push_folder
+
+    return push_folder(folder, repo_id, private=bool(private), revision=branch, token=token,
+                       commit_message=commit_message, create_pr=bool(create_pr), card_kwargs=model_card_kwargs,
+                       return_commit=True)
 
 
 class AutoGenerator(HubModel):
@@ -380,7 +534,8 @@ def _hub_download(model_id, filename, subfolder, revision, cache_dir, force_down
         raise ModelNotFoundError(f"model {model_id!r} has no revision {revision!r} on the hub") from None
     except hf_errors.EntryNotFoundError:
         path = f"{subfolder}/{filename}" if subfolder else filename
-        raise ModelNotFoundError(f"hub repo {where} has no {path}: it is not an fsgen_hub model") from None
+        what = ": it is not an fsgen_hub model" if filename in (CONFIG_NAME, WEIGHTS_NAME) else ""
+        raise ModelNotFoundError(f"hub repo {where} has no {path}{what}") from None
     except hf_errors.HfHubHTTPError as exc:
         raise FsgenError(f"hub error while fetching {model_id}/{filename}: {str(exc).splitlines()[0]}") from None
     except OSError as exc:  # connection errors surface as OSError subclasses

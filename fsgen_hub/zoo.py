@@ -95,10 +95,9 @@ def resolve_local(model_id: str) -> Path | None:
 
 
 def digiface_weights_path() -> Path:
-    try:
-        import gan_face_generate
-    except ImportError:
-        raise FsgenError("the DigiFace DCGAN needs the package gan-face-generate: pip install gan-face-generate") from None
+    from fsgen_hub.extras import require
+
+    gan_face_generate = require("gan_face_generate", f"the zoo model {DEFAULT_SOURCE}")
     path = Path(gan_face_generate.__file__).resolve().parent / "weights.tar"
     if not path.is_file():
         raise FsgenError(f"{path} is missing: reinstall gan-face-generate")

@@ -57,13 +57,15 @@ def main(argv=None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         targs = TrainingArguments(method="dap", method_options={"tau": args.tau}, steps=args.prune_steps, batch_size=8,
+                                  warmup_steps=min(250, args.prune_steps // 4), no_eval=True,
                                   output_dir=str(Path(tmp) / "run"), save_every=0, sample_every=0, device=args.device)
         trainer = AdaptationTrainer(targs)
         out = trainer.train()
         from fsgen_hub.hub import AutoGenerator
 
         masked = AutoGenerator.from_pretrained(out).to(device).eval()
-    slim = slim_generator(masked, trainer.method.masks.pruned).to(device).eval()
+    layer_masks = trainer.method.masks["G"].filter_layer_masks()
+    slim = slim_generator(masked, layer_masks).to(device).eval()
     z = torch.randn(8, masked.z_dim, device=device)
     rows = []
     with torch.no_grad():
@@ -73,8 +75,8 @@ def main(argv=None) -> None:
             seconds = time_call(lambda: G(z, noise_mode="const"), device, repeats=9)
             rows.append({"generator": name, "params": sum(p.numel() for p in G.parameters()), "GFLOP/image": flops / 8 / 1e9,
                          "images/s": 8 / seconds})
-    pruned = sum(int(m.sum()) for m in trainer.method.masks.pruned.values())
-    total = sum(m.numel() for m in trainer.method.masks.pruned.values())
+    pruned = sum(int(m.sum()) for m in layer_masks.values())
+    total = sum(m.numel() for m in layer_masks.values())
     rows[1]["FLOPs vs masked"] = rows[1]["GFLOP/image"] / rows[0]["GFLOP/image"]
     rows[1]["speed-up"] = rows[1]["images/s"] / rows[0]["images/s"]
     print(f"\n## Slimmed export after {args.prune_steps} DAP steps (tau {args.tau}): {pruned}/{total} filters pruned; "

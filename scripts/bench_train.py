@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_common import markdown_table  # noqa: E402
 
 # short schedules so that pruning decisions happen inside a benchmark-length run
-BENCH_OPTIONS = {"rick": {"interval": 20, "warmup_steps": 5}, "dap": {"interval": 20}, "d3t": {"inversion_steps": 20}}
+BENCH_OPTIONS = {"rick": {"interval": 20}, "dap": {"interval": 20}, "d3t": {"inversion_steps": 20}}
+BENCH_TRAINING = {"rick": {"warmup_steps": 5}, "dap": {"warmup_steps": 5}}  # RICK's recipe warms up for 250 steps
 
 
 def worker(method: str, args) -> dict:
@@ -38,7 +39,9 @@ def worker(method: str, args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         targs = TrainingArguments(source=args.source, data=args.data, method=method, method_options=BENCH_OPTIONS.get(method, {}),
                                   steps=args.steps, batch_size=args.batch_size, output_dir=str(Path(tmp) / "run"),
-                                  save_every=0, sample_every=0, log_every=1, seed=0, device=args.device)
+                                  save_every=0, sample_every=0, log_every=1, seed=0, device=args.device,
+                                  no_eval=True,  # step time only: no end-of-run evaluation
+                                  **BENCH_TRAINING.get(method, {}))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         out = AdaptationTrainer(targs).train()

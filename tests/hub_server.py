@@ -12,7 +12,8 @@ Routes (method, path) and what they answer:
 - POST ``/api/models/{repo}/branch/{branch}``       -> new branch at ``startingPoint`` (default main); 409 if it exists
 - POST ``/api/validate-yaml``                       -> checks the README front matter; 400 ``{"errors": [...]}``
 - POST ``/api/models/{repo}/preupload/{rev}``       -> every file is "regular" (content comes inline, base64)
-- POST ``/api/models/{repo}/commit/{rev}``          -> NDJSON commit, applied all-or-nothing
+- POST ``/api/models/{repo}/commit/{rev}``          -> NDJSON commit, applied all-or-nothing; with
+  ``?create_pr=1`` the commit goes to a new ``refs/pr/N`` ref started from ``rev`` (a pull request)
 - GET  ``/api/models/{repo}[/revision/{rev}]``      -> model_info / repo_info
 - HEAD/GET ``/{repo}/resolve/{rev}/{path}``         -> file with ETag, X-Repo-Commit, Content-Length
 
@@ -33,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
@@ -234,7 +235,7 @@ class HubServer:
             files.append({"path": path, "uploadMode": "regular", "shouldIgnore": False, "oid": oid})
         return {"files": files, "commitOid": None}
 
-    def commit(self, headers, repo_id: str, revision: str, raw: bytes) -> dict:
+    def commit(self, headers, repo_id: str, revision: str, raw: bytes, create_pr: bool = False) -> dict:
         user = self._user(headers, required=True)
         lines = [json.loads(line) for line in raw.decode("utf-8").splitlines() if line.strip()]
         if not lines or lines[0].get("key") != "header":
@@ -267,9 +268,14 @@ class HubServer:
             summary = header.get("summary") or ""
             if header.get("description"):
                 summary += "\n\n" + header["description"]
+            pr_url = None
+            if create_pr:  # the Hub keeps a PR's commits on refs/pr/N; the base branch does not move
+                number = 1 + sum(ref.startswith("refs/pr/") for ref in repo.branches)
+                revision = f"refs/pr/{number}"
+                pr_url = f"{self.endpoint}/{repo_id}/discussions/{number}"
             commit = self._add_commit(repo, revision, parent.oid, summary, files)
         return {"success": True, "commitOid": commit.oid, "commitUrl": f"{self.endpoint}/{repo_id}/commit/{commit.oid}",
-                "hookOutput": "", "pullRequestUrl": None}
+                "hookOutput": "", "pullRequestUrl": pr_url}
 
     def _add_commit(self, repo: Repo, branch: str, parent: str | None, message: str, files: dict[str, bytes]) -> Commit:
         digest = hashlib.sha1(f"{parent}\n{message}\n{time.time_ns()}".encode())
@@ -428,7 +434,8 @@ class _Handler(BaseHTTPRequestHandler):
             elif route == "preupload":
                 result = hub.preupload(self.headers, *args, json_body)
             elif route == "commit":
-                result = hub.commit(self.headers, *args, raw)
+                create_pr = parse_qs(urlsplit(self.path).query).get("create_pr", ["0"])[0] in ("1", "true", "True")
+                result = hub.commit(self.headers, *args, raw, create_pr=create_pr)
             elif route == "validate_yaml":
                 result = hub.validate_yaml(json_body)
             elif route == "model_info":

@@ -1,41 +1,143 @@
-"""scripts/compare_methods.py end to end on a tiny source: table, resumability, parallel workers."""
+"""scripts/compare_methods.py end to end on a tiny source: curves, final/best tables, variants, grids, resume."""
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 from helpers import save_tiny_dcgan_source, write_random_images
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_methods.py"
+STEPS, EVAL_EVERY = 8, 2
 
 
-def _compare(source: Path, target: Path, out: Path) -> subprocess.CompletedProcess:
-    argv = [sys.executable, str(SCRIPT), f"--source={source}", f"--target={target}", "--methods=finetune,bsa",
-            "--seeds=0", "--steps=2", "--batch-size=4", "--num-samples=16", "--jobs=2", f"--out={out}"]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=600)
+def _argv(source: Path, target: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(SCRIPT), f"--source={source}", f"--target={target}", f"--steps={STEPS}",
+            f"--eval-every={EVAL_EVERY}", "--batch-size=4", "--eval-samples=16", "--jobs=2", f"--out={out}", *extra]
 
 
-def test_compare_methods_writes_table_and_resumes(tmp_path):
-    source = save_tiny_dcgan_source(tmp_path / "source")
-    target = write_random_images(tmp_path / "shots", count=10, size=16)
-    out = tmp_path / "compare"
+def _compare(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=600)
 
-    proc = _compare(source, target, out)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = json.loads((out / "results.json").read_text())
-    # the unadapted source, then every method, each with its metrics
-    assert sorted((r["method"], r["seed"]) for r in rows) == [("bsa", 0), ("finetune", 0), ("source (no adaptation)", 0)]
-    assert all(r["swd"] > 0 and 0 <= r["memorization"] <= 1 for r in rows)
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    return save_tiny_dcgan_source(root / "source"), write_random_images(root / "shots", count=10, size=16), root
+
+
+@pytest.fixture(scope="module")
+def finished(pair):
+    source, target, root = pair
+    out = root / "full"
+    proc = _compare(*_argv(source, target, out, "--methods=finetune", "--variant=freezed1=freezed:frozen_blocks=1",
+                           "--seeds=0,1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_every_run_has_its_curve_and_final_and_best_numbers(finished):
+    out, rows = finished
+    source_row = "source (no adaptation)"
+    assert sorted((r["method"], r["seed"]) for r in rows) == [
+        ("finetune", 0), ("finetune", 1), ("freezed1", 0), ("freezed1", 1), (source_row, 0), (source_row, 1)]
+    variant = next(r for r in rows if r["method"] == "freezed1")
+    assert variant["base_method"] == "freezed" and variant["options"] == {"frozen_blocks": 1}
+    lineage = json.loads((out / "runs" / "freezed1-seed0" / "lineage.json").read_text())
+    assert lineage["method"]["config"]["frozen_blocks"] == 1  # the option reached the trainer
+    for row in rows:
+        if row["method"] == source_row:
+            assert [p["step"] for p in row["curve"]] == [0]
+            assert row["final"]["correspondence"] == pytest.approx(1.0)  # the source against itself
+            continue
+        assert [p["step"] for p in row["curve"]] == list(range(EVAL_EVERY, STEPS + 1, EVAL_EVERY))
+        assert row["final"] == {k: v for k, v in row["curve"][-1].items() if k != "step"}
+        best = min(row["curve"], key=lambda p: p["swd"])  # best = lowest SWD of the evaluations
+        assert row["best_step"] == best["step"] and row["best"]["swd"] == best["swd"]
+        for key in ("swd", "msssim_diversity", "memorization", "memorization_calibrated", "memorization_ratio",
+                    "correspondence", "collapse_diversity_ratio", "collapse_modes"):
+            assert key in row["final"], key
+        assert -1 <= row["final"]["correspondence"] <= 1 and 0 <= row["final"]["memorization_calibrated"] <= 1
+        assert not list((out / "runs" / f"{row['method']}-seed{row['seed']}").glob("checkpoint-*"))
+
+
+def test_tables_figures_and_grids(finished):
+    out, _ = finished
     table = (out / "table.md").read_text()
+    assert "**Final**" in table and "the selection uses the evaluation set" in table
+    final, best = table.split("**Best checkpoint**")
+    for part in (final, best):
+        assert part.index("| source (no adaptation) | 2 |") < part.index("| finetune | 2 |") < part.index("| freezed1 | 2 |")
+    assert "best_step" in best and "best_step" not in final
     assert f"2 worker(s) at once, {max(1, (os.cpu_count() or 1) // 2)} thread(s) each" in table
-    assert table.index("| source (no adaptation) |") < table.index("| bsa |") < table.index("| finetune |")
-    assert {p.name for p in out.glob("grid_*.png")} == {"grid_source.png", "grid_bsa.png", "grid_finetune.png"}
-    assert (out / "bars.png").stat().st_size > 0
+    assert {p.name for p in out.glob("grid_*.png")} == {"grid_source.png", "grid_finetune.png", "grid_freezed1.png"}
+    from PIL import Image
 
-    again = _compare(source, target, out)  # every run is recorded: nothing is run twice
+    for name in ("curves.png", "bars.png", "source_vs_adapted.png"):
+        assert Image.open(out / name).size[0] > 300, name
+    rows_figure = Image.open(out / "source_vs_adapted.png")
+    assert rows_figure.size[1] > rows_figure.size[0] / 8 * 2  # three rows of eight
+
+
+def test_curves_average_seeds_and_start_at_the_source(finished):
+    sys.path.insert(0, str(SCRIPT.parent))
+    from compare_methods import curves_by_method
+
+    _, rows = finished
+    curves = curves_by_method(rows)
+    swd = curves["finetune"]["swd"]
+    source = [r for r in rows if r["method"] == "source (no adaptation)"]
+    assert swd[0][0] == 0 and swd[0][1] == pytest.approx(sum(r["final"]["swd"] for r in source) / 2)
+    runs = [r for r in rows if r["method"] == "finetune"]
+    step, mean, _, seeds = swd[-1]
+    assert (step, seeds) == (STEPS, 2) and mean == pytest.approx(sum(r["final"]["swd"] for r in runs) / 2)
+
+
+def test_bad_variants_and_changed_settings_fail_in_one_line(pair, finished):
+    source, target, root = pair
+    proc = _compare(*_argv(source, target, root / "bad", "--variant=x=freezed:no_such_option=1"))
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "error: --variant x: unknown option(s) no_such_option for FreezeDConfig; valid: frozen_blocks"]
+    assert not (root / "bad" / "results.json").exists()
+    out, _ = finished
+    proc = _compare(*_argv(source, target, out, "--methods=finetune", "--seeds=0", "--patience=1"))
+    assert proc.returncode == 2 and "other settings" in proc.stderr
+
+
+def test_finished_runs_are_not_repeated(pair, finished):
+    source, target, _ = pair
+    out, rows = finished
+    again = _compare(*_argv(source, target, out, "--methods=finetune", "--variant=freezed1=freezed:frozen_blocks=1",
+                            "--seeds=0,1"))
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads((out / "results.json").read_text()) == rows
     assert "swd=" not in again.stderr  # no per-run progress line: no run happened
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one(pair, finished):
+    source, target, root = pair
+    out = root / "killed"
+    proc = subprocess.Popen(_argv(source, target, out, "--methods=finetune", "--seeds=0"), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_dir = out / "runs" / "finetune-seed0"
+    deadline = time.time() + 300
+    while not list(run_dir.glob("checkpoint-*")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, mid-run
+    proc.wait()
+    if (run_dir / "model.safetensors").exists():
+        pytest.skip("the run finished before it could be killed")
+    assert list(run_dir.glob("checkpoint-*"))
+
+    resumed = _compare(*_argv(source, target, out, "--methods=finetune", "--seeds=0"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    lineage = json.loads((run_dir / "lineage.json").read_text())
+    assert lineage["training"]["args"]["resume"] == "latest"
+    (row,) = [r for r in json.loads((out / "results.json").read_text()) if r["method"] == "finetune"]
+    (uninterrupted,) = [r for r in finished[1] if (r["method"], r["seed"]) == ("finetune", 0)]
+    assert row["curve"] == uninterrupted["curve"]  # CPU runs resume bit for bit

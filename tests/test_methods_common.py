@@ -15,8 +15,8 @@ from fsgen_hub.methods.base import get_method, list_methods
 
 # options that make each method act within a 6-step run of a 16 px model
 SHORT_OPTIONS = {
-    "rick": {"interval": 2, "warmup_steps": 1, "fisher_samples": 2},
-    "dap": {"interval": 2, "warmup_steps": 1},
+    "rick": {"interval": 2, "fisher_samples": 2},
+    "dap": {"interval": 2},
     "ewc": {"fisher_samples": 4},
     "cdc": {"feature_batch": 3, "anchor_count": 3},
     "d3t": {"inversion_steps": 3},
@@ -31,9 +31,14 @@ def setup(tmp_path_factory):
     return tmp
 
 
+# recipe settings shortened the same way (RICK/DAP warm up for 250 steps)
+SHORT_TRAINING = {"rick": {"warmup_steps": 1}, "dap": {"warmup_steps": 1}}
+
+
 def run(tmp, method, options=None, steps=6, name=None):
     options = options if options is not None else SHORT_OPTIONS.get(method, {})
-    return adapt(tmp / "src", tmp / "data", tmp / (name or method), method, options, steps=steps)
+    return adapt(tmp / "src", tmp / "data", tmp / (name or method), method, options, steps=steps,
+                 **SHORT_TRAINING.get(method, {}))
 
 
 @pytest.mark.parametrize("method", sorted(list_methods()))
@@ -95,7 +100,8 @@ def test_cdc_uses_anchor_latents_on_schedule_and_logs_its_loss(setup):
     free = method.sample_latents(ctx, 5)
     assert not any(torch.equal(a, b) for a in free for b in method.anchors)
     log = read_jsonl(out / "logs" / "train_log.jsonl")
-    assert all(rec["loss_cdc"] >= 0 for rec in log)
+    # the loss itself is checked against the official code in test_cdc_parity.py; here: logged every step
+    assert all(isinstance(rec.get("loss_cdc"), float) for rec in log)
     state = method.state_dict()
     assert set(state["heads"]) and all(torch.isfinite(v).all() for v in state["heads"].values())
 

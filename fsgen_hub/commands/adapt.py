@@ -7,7 +7,7 @@ EXCLUDE = ("architecture", "resolution", "model_config")
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    from fsgen_hub.training.arguments import add_arguments
+    from fsgen_hub.training.arguments import add_arguments, add_config_argument
 
     parser = subparsers.add_parser(
         "adapt", help="adapt a pretrained GAN to a few images (no arguments: offline demo run with DAP)",
@@ -15,6 +15,7 @@ def register(subparsers) -> argparse.ArgumentParser:
         "adapted to the 10 embedded emoji faces with DAP, on CPU, in a few minutes.",
     )
     add_arguments(parser, exclude=EXCLUDE)
+    add_config_argument(parser)
     parser.add_argument("--method-option", dest="method_options", action="append", metavar="K=V|JSON",
                         help="method option (repeatable); same as --method-options")
     parser.set_defaults(func=run)
@@ -25,8 +26,6 @@ def run(args) -> int:
     from fsgen_hub.training.arguments import from_namespace
     from fsgen_hub.training.trainer import AdaptationTrainer
 
-    if args.data is None and not args.eval_metrics:  # the embedded demo reports weight-free metrics
-        args.eval_metrics = "swd,msssim_diversity,memorization"
     trainer = AdaptationTrainer(from_namespace(args))
     out = trainer.train()
     report(out)

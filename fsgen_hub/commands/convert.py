@@ -6,10 +6,13 @@ import argparse
 
 def register(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("convert", help="convert a rosinality .pt, NVlabs .pkl or DCGAN checkpoint to a hub folder")
-    parser.add_argument("src", help="checkpoint file")
+    parser.add_argument("src", help="checkpoint file, or a file in a hub repo: REPO_ID/FILE (REPO_ID alone: its "
+                        "model.safetensors or pytorch_model.bin, e.g. a HugGAN DCGAN)")
     parser.add_argument("out", help="output folder (written atomically)")
     parser.add_argument("--from", dest="from_format", choices=None, default=None,
-                        help="rosinality | stylegan2-ada | dcgan (detected when omitted)")
+                        help="rosinality | stylegan2-ada | dcgan (detected when omitted; dcgan covers the tutorial's "
+                             "main.N and HugGAN's model.N layouts)")
+    parser.add_argument("--revision", default=None, help="hub revision of REPO_ID (branch, tag or commit)")
     parser.set_defaults(func=run)
     return parser
 
@@ -18,7 +21,7 @@ def run(args) -> int:
     from fsgen_hub.hub import AutoGenerator
     from fsgen_hub.models.convert import convert_checkpoint
 
-    out = convert_checkpoint(args.src, args.out, from_format=args.from_format)
+    out = convert_checkpoint(args.src, args.out, from_format=args.from_format, revision=args.revision)
     G = AutoGenerator.from_pretrained(out)
     print(f"converted {args.src} -> {out} ({G.architecture}, {G.resolution} px, "
           f"{'with' if (out / 'discriminator').is_dir() else 'no'} discriminator)")

@@ -11,6 +11,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--metrics", default="swd,msssim_diversity", help="comma separated (`fsgen evaluate --list`)")
     parser.add_argument("--num-samples", type=int, default=None, help="generated images (default: each metric's protocol)")
     parser.add_argument("--shots", default=None, help="training shots (intra-LPIPS, memorization); default: from lineage when local")
+    parser.add_argument("--source", default=None,
+                        help="unadapted source generator for correspondence/collapse (default: the model's lineage base model)")
     parser.add_argument("--exclude-shots", action="store_true", help="drop the shots from the reference set (matched by content)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -36,7 +38,7 @@ def run(args) -> int:
         try:
             results = evaluate(args.model, args.reference, [name], num_samples=args.num_samples, shots=shots,
                                seed=args.seed, batch_size=args.batch_size, device=args.device,
-                               exclude_from_reference=shots if args.exclude_shots else None,
+                               exclude_from_reference=shots if args.exclude_shots else None, source=args.source,
                                options={k: v for k, v in options.items() if _accepts(name, k)})
             rows += results
         except MissingWeightsError as exc:

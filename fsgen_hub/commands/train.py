@@ -7,10 +7,11 @@ EXCLUDE = ("source", "method", "method_options", "shots", "shot_seed")
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    from fsgen_hub.training.arguments import add_arguments
+    from fsgen_hub.training.arguments import add_arguments, add_config_argument
 
     parser = subparsers.add_parser("train", help="train a generator + discriminator from scratch (e.g. a source model)")
     add_arguments(parser, exclude=EXCLUDE)
+    add_config_argument(parser)
     parser.set_defaults(func=run)
     return parser
 

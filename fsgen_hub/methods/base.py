@@ -4,10 +4,14 @@ The trainer (``fsgen_hub.training.trainer``) knows no method by name. It calls t
 this order, and nothing else:
 
     method = MethodClass(config)
+    args.fill_defaults(method.training_defaults(G))       # the method's recipe fills unset settings
+    # parameters outside --g-groups/--d-groups (G.parameter_groups(): mapping, const, conv1, synthesis,
+    # torgb; D: from_rgb, blocks, final) stop requiring gradients
     method.prepare(ctx)                                   # once, before optimizers/accelerator.prepare
     g_params = method.generator_parameters(ctx)           # what the G optimizer updates
     d_params = method.discriminator_parameters(ctx)       # what the D optimizer updates (if uses_discriminator)
     for step in range(start, steps):
+        # steps < --warmup-steps: only the D phase runs, and only D's --warmup-d-groups move
         # discriminator phase (skipped when method.uses_discriminator is False)
         z = method.sample_latents(ctx, batch_size)
         fake = ctx.G(z).detach()
@@ -20,6 +24,7 @@ this order, and nothing else:
         fake_out = method.discriminate(ctx, fake)
         loss_G = adversarial_weight * softplus(-fake) + sum(method.generator_loss(ctx, batch).values())
         backward; method.after_backward(ctx, "G"); opt_G.step(); method.after_optimizer_step(ctx, "G")
+        every --pl-every steps (StyleGAN2, --pl-weight > 0): the path-length step, phase "G_reg", same hooks
         EMA update of ctx.G_ema from ctx.G
         method.on_step_end(ctx, step)                     # schedules: re-estimate Fisher, re-decide masks ...
     G_final = method.export(ctx, ctx.G_ema)               # bake masks/modulations into a plain generator
@@ -117,6 +122,7 @@ class AdaptContext:
     output_dir: Any = None                      # pathlib.Path of the run
     optimizers: dict[str, Any] = field(default_factory=dict)  # {"G": opt, "D": opt} once built
     discriminator_origin: str = "source"        # "fresh" when the source shipped no discriminator
+    ema_beta: float = 0.999                     # per-step EMA decay of G_ema (methods keeping EMA copies reuse it)
     _frozen: dict[str, nn.Module] = field(default_factory=dict)
 
     @property
@@ -149,6 +155,12 @@ class AdaptationMethod(ABC):
         self.config = config if config is not None else self.config_class()
 
     # --- set-up -----------------------------------------------------------------------
+    def training_defaults(self, G: nn.Module) -> dict[str, Any]:
+        """The method's training recipe for generator ``G``: values for TrainingArguments settings
+        (batch_size, r1_gamma, pl_weight, style_mixing, warmup_steps, g_groups, d_groups, ema_half_life,
+        augment, lazy_regularization, lr_g ...) that apply only where the user set nothing."""
+        return {}
+
     def prepare(self, ctx: AdaptContext) -> None:
         """Modify ctx.G / ctx.D in place (wrap layers, add parameters, freeze) and build frozen copies."""
 
@@ -161,6 +173,10 @@ class AdaptationMethod(ABC):
     # --- per step ---------------------------------------------------------------------
     def sample_latents(self, ctx: AdaptContext, batch_size: int) -> torch.Tensor:
         return torch.randn(batch_size, ctx.unwrap(ctx.G).z_dim, device=ctx.device)
+
+    def allow_style_mixing(self, ctx: AdaptContext, step: int) -> bool:
+        """Whether this step's training fakes may be style-mixed (--style-mixing); CDC's anchor steps not."""
+        return True
 
     def discriminate(self, ctx: AdaptContext, images: torch.Tensor, *, real: bool, step: int) -> tuple[torch.Tensor, dict]:
         """Logits (N, 1) and named D features for a batch (already augmented)."""

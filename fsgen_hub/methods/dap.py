@@ -1,45 +1,66 @@
 """DAP: Fisher-information-guided *dynamic* filter pruning for cross-domain few-shot generation.
 
 Seed paper: "A dynamic pruning approach for cross-domain few-shot image generation", Journal of
-Graphics, 2026. Its equations are not available to us; this is the rule we implement:
+Graphics, 2026. Its equations are not available to us. DAP is built as RICK's descendant: it trains
+with RICK's recipe (see ``fsgen_hub.methods.rick``: only G's synthesis convs and D's blocks after
+fromRGB train, a D-only warm-up, batch 2, R1 γ 10, path-length regularisation, style mixing 0.9,
+lazy-regularisation Adam, EMA), scores the same filter units of G and D (``fisher_units()``: G
+kernels per output channel, G style affines per input channel, D ResBlock convs and skips) and acts
+on them the same way (freeze = gradients held at zero, prune = weights held at zero). What differs:
 
-1. Importance. Every filter f of layer l gets a continuous empirical Fisher F_lf: the running mean,
-   over training steps, of the squared gradient of the generator's adversarial loss with respect to
-   the filter's parameters (kernel slice, bias, and the downstream style-affine rows that scale it).
-   It reuses the step's gradients, so tracking costs no extra backward pass (see fisher.py for what
-   a mini-batch gradient estimates).
-2. Cumulative-importance weight. Within each layer the importance is normalised to shares
-   s_lf = F_lf / sum_g F_lg. Sorting ascending, the layer's pruning ratio r_l is the largest k/n_l
-   with sum of the k smallest shares <= tau, capped at ``max_layer_ratio``. A layer whose importance
-   is spread out (general, low-level filters all matter a little) has small shares everywhere only
-   when it is large, so few filters fit under tau and it keeps nearly all of them; a layer dominated
-   by a few filters (source-specific detail the target does not use) sheds the rest. Unlike one
-   global threshold (RICK), a layer whose filters are uniformly weak in absolute terms is not wiped
-   out: the decision is relative to the layer.
-3. Dynamics. Ratios and masks are re-decided every ``interval`` steps from the current estimate;
-   a pruned filter keeps the importance it had when pruned and is revived (restored to its values at
-   pruning time) when a later decision no longer selects it (``revive``). Optionally the top filters
-   holding ``freeze_share`` of a layer's importance are frozen, and a global ``budget`` caps the
-   fraction of all filters pruned (lowest shares first).
-With ``ratio_rule="global_percentile"``, ``fisher="on_demand"``, ``permanent=True``, ``revive=False``
-it takes exactly RICK's decisions (tested).
+1. Importance (``fisher="continuous"``). Every unit's Fisher is the running mean, over training steps,
+   of the squared gradient of the step's own losses (G's adversarial loss for G, D's for D), reduced to
+   filters as RICK does. It costs no extra pass; ``fisher="ema"`` takes RICK's periodic single-image
+   passes on the EMA copies instead. (With a mini-batch of B, the squared batch gradient estimates
+   (1/B)·Fisher + (1 − 1/B)·(mean gradient)², see fisher.py.)
+2. Per-layer ratios from cumulative importance (``ratio_rule="cumulative_share"``). Within each unit
+   the scores become shares s_f = F_f / Σ F; sorted ascending, the unit's pruning ratio is the largest
+   k/n whose k smallest shares sum to at most ``tau``, capped at ``max_layer_ratio``. A layer whose
+   importance is spread out keeps its filters; one dominated by a few sheds the rest. RICK's one
+   threshold per pool (``ratio_rule="global_percentile"``) can wipe out a uniformly weak layer.
+3. Preservation. The most important filters of each unit, those holding ``freeze_share`` of its
+   importance, are frozen ("removing incompatible filters while preserving general structural semantic
+   information"); RICK freezes the top 60 % of each pool.
+4. Dynamics. The decision is re-taken every ``interval`` steps from the current estimate
+   (``dynamic``); a filter pruned earlier and not selected again is revived with the values it had
+   when pruned (``revive``); RICK merges pruned sets for good.
+
+Starting defaults (to be tuned on faces64 → babies and then frozen): tau 0.001 and max_layer_ratio 0.05
+(on the 32 px fixture model they prune ~5 % of G's and ~1 % of D's filters; the old tau 0.05 pruned
+15–33 % of every layer; RICK prunes ~0.1 % per estimate, ~3 % over a run), freeze_share 0.9 (~37 % of
+G's and ~62 % of D's filters frozen there). Ablation switches: ``dynamic=false`` (one decision at the
+end of the warm-up), ``ratio_rule=global_percentile`` (RICK's pooled percentiles
+``fisher_quantile``/``prune_quantile``), ``freeze_share=0`` (no preservation), ``revive=false``.
+``fisher=ema, ratio_rule=global_percentile, permanent=true, revive=false`` takes RICK's decisions
+(tested against the official code's output).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from fsgen_hub.methods.base import register_method
 from fsgen_hub.methods.pruning import FilterPruningMethod, PruningConfig
+from fsgen_hub.methods.rick import rick_training_defaults
 
 
 @dataclass
 class DAPConfig(PruningConfig):
-    pass
+    fisher: str = field(default="continuous", metadata={"help": "continuous: running mean of the training steps' squared gradients; ema: RICK's passes on the EMA copies"})
+    ratio_rule: str = field(default="cumulative_share", metadata={"help": "cumulative_share: per-layer ratios from cumulative importance; global_percentile: RICK's pooled thresholds"})
+    tau: float = field(default=0.001, metadata={"help": "prune the least important filters of a layer holding at most this share of its importance"})
+    max_layer_ratio: float = field(default=0.05, metadata={"help": "never prune more than this fraction of a layer"})
+    freeze_share: float = field(default=0.9, metadata={"help": "freeze the most important filters holding this share of a layer's importance (0: no freezing)"})
+    dynamic: bool = field(default=True, metadata={"help": "re-decide every interval (false: one decision at the end of the warm-up)"})
+    revive: bool = field(default=True, metadata={"help": "restore a pruned filter's values when a later decision keeps it"})
 
 
 class DAP(FilterPruningMethod):
-    description = "Fisher-guided dynamic filter pruning: per-layer ratios from cumulative importance, re-decided during training"
+    description = "RICK's recipe with continuous Fisher, per-layer ratios from cumulative importance re-decided during training, freezing and revival"
     paper = "A dynamic pruning approach for cross-domain few-shot image generation, Journal of Graphics 2026"
+
+    def training_defaults(self, G) -> dict[str, Any]:
+        return rick_training_defaults(G)
 
 
 register_method("dap", DAPConfig, DAP)

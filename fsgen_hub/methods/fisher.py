@@ -105,3 +105,81 @@ def per_parameter_fisher(G: torch.nn.Module, loss_fn, latents: torch.Tensor, noi
                 fisher[name] += p.grad.detach().pow(2)
     G.zero_grad(set_to_none=True)
     return {name: f / len(latents) for name, f in fisher.items()}
+
+
+# ----------------------------------------------------------------------------- RICK's estimator
+def _grads(loss: torch.Tensor, named: list[tuple[str, torch.nn.Parameter]], retain: bool) -> dict[str, torch.Tensor]:
+    grads = torch.autograd.grad(loss, [p for _, p in named], retain_graph=retain, allow_unused=True)
+    return {name: g for (name, _), g in zip(named, grads) if g is not None}
+
+
+def adversarial_parameter_fisher(
+    G: torch.nn.Module,
+    D: torch.nn.Module,
+    latents: torch.Tensor,
+    reals: torch.Tensor,
+    noises: list[list[torch.Tensor]] | None = None,
+    noise_mode: str = "random",
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """RICK's per-parameter empirical Fisher of G and of D, one sample at a time.
+
+    Sample j: fake = G(latents[j]) (with ``noises[j]`` when given, else ``noise_mode``); G's Fisher is the
+    squared gradient of softplus(-D(fake)) w.r.t. G's parameters, D's the squared gradient of
+    softplus(-D(reals[j])) + softplus(D(fake)) w.r.t. D's parameters; both averaged over the samples.
+    (RICK divides the sum by num_fisher_img * batch, i.e. twice the sample count at its batch of 2: a
+    constant factor that changes no decision.) Runs in eval mode with gradients enabled on every
+    parameter, as RICK does on its EMA copies; both models come back as they were.
+    """
+    import torch.nn.functional as F
+
+    device = next(G.parameters()).device
+    states = [(m, m.training, {n: p.requires_grad for n, p in m.named_parameters()}) for m in (G, D)]
+    G.eval(), D.eval()
+    G.requires_grad_(True), D.requires_grad_(True)
+    g_named, d_named = list(G.named_parameters()), list(D.named_parameters())
+    fisher_g = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in g_named}
+    fisher_d = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in d_named}
+    try:
+        with torch.enable_grad():
+            for j in range(len(latents)):
+                z = latents[j].reshape(1, -1).to(device)
+                noise = noises[j] if noises is not None else None
+                fake = G(z, noise=noise) if noise is not None else G(z, noise_mode=noise_mode)
+                fake_pred, real_pred = D(fake), D(reals[j : j + 1].to(device))
+                g_loss = F.softplus(-fake_pred).mean()
+                d_loss = F.softplus(-real_pred).mean() + F.softplus(fake_pred).mean()
+                for name, g in _grads(g_loss, g_named, retain=True).items():
+                    fisher_g[name] += g.detach().float().pow(2)
+                for name, g in _grads(d_loss, d_named, retain=False).items():
+                    fisher_d[name] += g.detach().float().pow(2)
+    finally:
+        for model, training, flags in states:
+            model.train(training)
+            for n, p in model.named_parameters():
+                p.requires_grad_(flags[n])
+    count = max(1, len(latents))
+    return {n: f / count for n, f in fisher_g.items()}, {n: f / count for n, f in fisher_d.items()}
+
+
+def unit_scores(fisher: dict[str, torch.Tensor], units) -> list[torch.Tensor]:
+    """Per-filter score of each FisherUnit (float64): the mean over its entries of the per-filter mean
+    of the entry's Fisher (RICK: kernel mean and activation-bias value averaged, style-affine row mean
+    and bias averaged). Entries without Fisher (frozen parameters) count as zero."""
+    scores = []
+    for unit in units:
+        parts = []
+        for name, axis in unit.entries:
+            f = fisher.get(name)
+            if f is None:
+                continue
+            f = f.detach().double()
+            parts.append(f.transpose(0, axis).reshape(f.shape[axis], -1).mean(1) if f.ndim > 1 else f)
+        if not parts:
+            raise ValueError(f"no Fisher for any entry of {unit.name}")
+        scores.append(torch.stack(parts).mean(0).cpu())
+    return scores
+
+
+def squared_gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The squared gradients currently in ``.grad``, by parameter name (a continuous Fisher sample)."""
+    return {n: p.grad.detach().float().pow(2) for n, p in model.named_parameters() if p.grad is not None}

@@ -1,14 +1,18 @@
-"""Filter masks and the schedule-driven pruning methods built on them (DAP, RICK).
+"""Filter masks and the Fisher-scheduled methods built on them (RICK, DAP).
 
-A filter can be *pruned* (its kernel, coupled parameters and consumer slices held at exactly zero)
-or *frozen* (held exactly at its value when frozen). Masks act on weights, gradients and Adam
-state: gradients of masked entries are zeroed, their optimizer moments zeroed, and after every
-optimizer step pruned entries are re-zeroed and frozen ones restored, so neither momentum nor
-numerical noise can move them. Masks keep shapes (no removed branches, DDP-safe); ``slim`` removes
-pruned filters physically at export.
+``UnitMasks`` acts on the models' ``fisher_units()`` (RICK's filter banks of G and D): a filter can
+be *pruned* (its slices of every entry held at exactly zero) or *frozen* (held at its value). Masks
+act on weights, gradients and Adam state: gradients of masked entries are zeroed with their optimizer
+moments, and after every optimizer step pruned entries are re-zeroed, so neither momentum nor
+numerical noise can move them. Masks keep shapes (no removed branches, DDP-safe).
+
+``FilterMasks`` acts on ``filter_layers()`` (a filter with its coupled parameters and the consumer
+slices that read it) so that ``slim`` can remove pruned filters physically and exactly.
 """
 from __future__ import annotations
 
+import copy
+import fnmatch
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +22,8 @@ import torch
 
 from fsgen_hub.errors import FsgenError
 from fsgen_hub.methods.base import AdaptationMethod, AdaptContext, MethodConfig
-from fsgen_hub.methods.fisher import ContinuousFisher, filter_sq_grads, per_sample_filter_fisher
-from fsgen_hub.models.base import FilterLayer
+from fsgen_hub.methods.fisher import ContinuousFisher, adversarial_parameter_fisher, squared_gradients, unit_scores
+from fsgen_hub.models.base import FilterLayer, FisherUnit
 
 
 def _slices(layer: FilterLayer, include_self: bool = True, include_consumers: bool = True) -> list[tuple[str, int]]:
@@ -126,31 +130,137 @@ def _optimizer_state(optimizer, tensor) -> dict:
     return inner.state.get(tensor, {})
 
 
+# ----------------------------------------------------------------------------- unit masks
+def unit_size(model: torch.nn.Module, unit: FisherUnit) -> int:
+    name, axis = unit.entries[0]
+    return dict(model.named_parameters())[name].shape[axis]
+
+
+class UnitMasks:
+    """Pruned/frozen boolean masks per Fisher unit of one model (G or D)."""
+
+    def __init__(self, model: torch.nn.Module, units: list[FisherUnit]):
+        self.model, self.units = model, list(units)
+        self.names = [u.name for u in self.units]
+        self.pruned = {u.name: torch.zeros(unit_size(model, u), dtype=torch.bool) for u in self.units}
+        self.frozen = {u.name: torch.zeros(unit_size(model, u), dtype=torch.bool) for u in self.units}
+        self.pruned_values: dict[str, torch.Tensor] = {}  # revival: entry values when last pruned
+
+    def _slices(self, unit: FisherUnit, mask: torch.Tensor):
+        params = dict(self.model.named_parameters())
+        for name, axis in unit.entries:
+            tensor = params.get(name)
+            if tensor is not None:
+                yield name, tensor, FilterMasks._select(tensor, axis, mask.to(tensor.device))
+
+    @torch.no_grad()
+    def mask_gradients(self, optimizer=None) -> None:
+        for unit in self.units:
+            held = self.pruned[unit.name] | self.frozen[unit.name]
+            if not held.any():
+                continue
+            for _, tensor, sel in self._slices(unit, held):
+                if tensor.grad is not None:
+                    tensor.grad.masked_fill_(sel, 0.0)
+                state = _optimizer_state(optimizer, tensor)
+                for key in ("exp_avg", "exp_avg_sq", "momentum_buffer"):
+                    if key in state and state[key].shape == tensor.shape:
+                        state[key].masked_fill_(sel, 0.0)
+
+    @torch.no_grad()
+    def apply_to_weights(self) -> None:
+        for unit in self.units:
+            if self.pruned[unit.name].any():
+                for _, tensor, sel in self._slices(unit, self.pruned[unit.name]):
+                    tensor.masked_fill_(sel, 0.0)
+
+    @torch.no_grad()
+    def update(self, prune: list[torch.Tensor], freeze: list[torch.Tensor], permanent: bool, revive: bool) -> None:
+        """New decisions: pruned sets are replaced (or merged when ``permanent``, as RICK's union), a
+        filter no longer pruned gets its values from when it was pruned back (``revive``), frozen sets
+        are replaced; a pruned filter is never also frozen."""
+        for unit, new_prune, new_freeze in zip(self.units, prune, freeze):
+            old = self.pruned[unit.name]
+            new = (new_prune | old) if permanent else new_prune.clone()
+            revived, newly = old & ~new, new & ~old
+            for name, tensor, sel in self._slices(unit, revived):
+                if revive and name in self.pruned_values:
+                    tensor.copy_(torch.where(sel, self.pruned_values[name].to(tensor.device), tensor))
+            for name, tensor, sel in self._slices(unit, newly):
+                snapshot = self.pruned_values.setdefault(name, tensor.detach().cpu().clone())
+                snapshot.copy_(torch.where(sel.cpu(), tensor.detach().cpu(), snapshot))
+            self.pruned[unit.name] = new
+            self.frozen[unit.name] = new_freeze & ~new
+        self.apply_to_weights()
+
+    def copy_pruned_to(self, other: torch.nn.Module) -> UnitMasks:
+        masks = UnitMasks(other, self.units)
+        masks.pruned = {k: v.clone() for k, v in self.pruned.items()}
+        return masks
+
+    def fractions(self, which: str) -> list[float]:
+        masks = self.pruned if which == "pruned" else self.frozen
+        return [float(masks[n].float().mean()) for n in self.names]
+
+    def state_dict(self) -> dict:
+        return {"pruned": {k: v.clone() for k, v in self.pruned.items()},
+                "frozen": {k: v.clone() for k, v in self.frozen.items()}, "pruned_values": dict(self.pruned_values)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pruned = {k: v.clone().bool() for k, v in state["pruned"].items()}
+        self.frozen = {k: v.clone().bool() for k, v in state["frozen"].items()}
+        self.pruned_values = dict(state.get("pruned_values", {}))
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {n: {"pruned": p, "frozen": f} for n, p, f in zip(self.names, self.fractions("pruned"), self.fractions("frozen"))}
+
+    def filter_layer_masks(self) -> dict[str, torch.Tensor]:
+        """Pruned masks of the units whose first entry is a ``filter_layers()`` kernel, keyed by that
+        layer's name (what ``slim_generator`` takes). Slimming then also drops the layer's coupled
+        parameters: exact when the unit holds them too (DCGAN: kernel + BN affine), not when it leaves
+        a bias that still adds a constant (StyleGAN2's activation bias)."""
+        params = dict(self.model.named_parameters())
+        by_weight = {id(layer.weight): layer.name for layer in self.model.filter_layers()}
+        return {by_weight[id(params[u.entries[0][0]])]: self.pruned[u.name].clone()
+                for u in self.units if id(params[u.entries[0][0]]) in by_weight}
+
+
 # ----------------------------------------------------------------------------- decision rules
-def global_percentile_decision(importance: list[torch.Tensor], low: float, high: float) -> tuple[list, list]:
-    """RICK: one threshold pair over ALL filters; <= low percentile → prune, > high percentile → freeze."""
-    everything = torch.cat(importance)
-    lo = torch.quantile(everything, low / 100.0)
-    hi = torch.quantile(everything, high / 100.0)
-    return [imp <= lo for imp in importance], [imp > hi for imp in importance]
+def pooled_percentile_decision(scores: list[torch.Tensor], units: list[FisherUnit], fisher_quantile: float,
+                               prune_quantile: float) -> tuple[list, list, dict[str, dict[str, float]]]:
+    """RICK's rule for one network: the units of each ``group`` are pooled, ``cutline`` is the
+    ``fisher_quantile``-th and ``pruneline`` the ``prune_quantile``-th percentile (in percent, linear
+    interpolation as numpy.percentile) of the pooled scores; freeze ``score > cutline``, prune
+    ``score <= pruneline`` (``<`` for ``strict_prune`` units, RICK's D skips)."""
+    thresholds: dict[str, dict[str, float]] = {}
+    for group in dict.fromkeys(u.group for u in units):
+        pooled = torch.cat([s.double() for s, u in zip(scores, units) if u.group == group])
+        thresholds[group] = {"cutline": float(torch.quantile(pooled, fisher_quantile / 100.0)),
+                             "pruneline": float(torch.quantile(pooled, prune_quantile / 100.0))}
+    prune, freeze = [], []
+    for s, u in zip(scores, units):
+        t = thresholds[u.group]
+        freeze.append(s > t["cutline"])
+        prune.append(s < t["pruneline"] if u.strict_prune else s <= t["pruneline"])
+    return prune, freeze, thresholds
 
 
 def cumulative_share_decision(importance: list[torch.Tensor], tau: float, max_layer_ratio: float,
                               freeze_share: float, budget: float | None) -> tuple[list, list, list[float]]:
-    """DAP: per layer, normalise importance to shares; prune the least important filters whose
-    cumulative share stays <= tau (at most ``max_layer_ratio`` of the layer); freeze the most
-    important filters that together hold ``freeze_share`` of the layer's importance. A global
-    ``budget`` (fraction of all filters) keeps only the globally lowest-share candidates."""
+    """DAP, per layer (unit): normalise importance to shares; prune the least important filters whose
+    cumulative share stays <= tau (at most ``max_layer_ratio`` of the layer); freeze the most important
+    filters that together hold ``freeze_share`` of the layer's importance. A global ``budget``
+    (fraction of all filters) keeps only the globally lowest-share pruning candidates."""
     prune, freeze, shares_all = [], [], []
     for imp in importance:
+        imp = imp.double()
         n = imp.numel()
         total = imp.sum()
         shares = imp / total if total > 0 else torch.full_like(imp, 1.0 / n)
         shares_all.append(shares)
         order = torch.argsort(shares)  # ascending
         cumulative = torch.cumsum(shares[order], 0)
-        k = int((cumulative <= tau + 1e-12).sum())
-        k = min(k, int(max_layer_ratio * n))
+        k = min(int((cumulative <= tau + 1e-12).sum()), int(max_layer_ratio * n))
         mask = torch.zeros(n, dtype=torch.bool)
         mask[order[:k]] = True
         prune.append(mask)
@@ -158,179 +268,161 @@ def cumulative_share_decision(importance: list[torch.Tensor], tau: float, max_la
         if freeze_share > 0:
             desc = torch.flip(order, [0])
             covered = torch.cumsum(shares[desc], 0)
-            m = int((covered < freeze_share).sum()) + 1
+            m = min(n, int((covered < freeze_share).sum()) + 1)
             fmask[desc[:m]] = True
             fmask &= ~mask
         freeze.append(fmask)
     if budget is not None:
-        total_filters = sum(m.numel() for m in prune)
-        limit = int(budget * total_filters)
-        candidates = [(float(shares_all[i][j]), i, j) for i, m in enumerate(prune) for j in torch.nonzero(m).flatten().tolist()]
-        if len(candidates) > limit:
-            keep = set((i, j) for _, i, j in sorted(candidates)[:limit])
-            for i, m in enumerate(prune):
-                for j in torch.nonzero(m).flatten().tolist():
-                    if (i, j) not in keep:
-                        m[j] = False
-    ratios = [float(m.float().mean()) for m in prune]
-    return prune, freeze, ratios
+        limit = int(budget * sum(m.numel() for m in prune))
+        candidates = sorted((float(shares_all[i][j]), i, j) for i, m in enumerate(prune) for j in torch.nonzero(m).flatten().tolist())
+        for _, i, j in candidates[limit:]:
+            prune[i][j] = False
+    return prune, freeze, [float(m.float().mean()) for m in prune]
 
 
 # ----------------------------------------------------------------------------- the shared method
 @dataclass
 class PruningConfig(MethodConfig):
-    layers: list[str] = field(default_factory=lambda: ["*"], metadata={"help": "fnmatch patterns of G filter layers to manage"})
-    interval: int = field(default=50, metadata={"help": "re-estimate importance and re-decide masks every N steps"})
-    warmup_steps: int = field(default=0, metadata={"help": "steps that train D only before the first decision"})
-    fisher: str = field(default="continuous", metadata={"help": "continuous (from training gradients) or on_demand (RICK's N single-image passes)"})
-    fisher_mode: str = field(default="mean", metadata={"help": "continuous estimator: mean (cumulative) or ema"})
-    fisher_samples: int = field(default=16, metadata={"help": "on-demand: single-image passes per estimate"})
-    ratio_rule: str = field(default="cumulative_share", metadata={"help": "cumulative_share (DAP) or global_percentile (RICK)"})
-    tau: float = field(default=0.05, metadata={"help": "DAP: prune the least important filters holding <= tau of a layer's importance"})
-    max_layer_ratio: float = field(default=0.5, metadata={"help": "DAP: never prune more than this fraction of a layer"})
-    freeze_share: float = field(default=0.0, metadata={"help": "DAP: freeze the top filters holding this share of a layer's importance"})
-    budget: float | None = field(default=None, metadata={"help": "DAP: at most this fraction of all filters pruned"})
-    low_percentile: float = field(default=5.0, metadata={"help": "global_percentile: prune at or below this percentile"})
-    high_percentile: float = field(default=75.0, metadata={"help": "global_percentile: freeze above this percentile"})
+    """Fisher-scheduled freezing and pruning of G's (and D's) filters; RICK and DAP fix the defaults."""
+
+    units: list[str] = field(default_factory=lambda: ["*"], metadata={"help": "fnmatch patterns of the Fisher units (models' fisher_units() names) to manage"})
+    discriminator: bool = field(default=True, metadata={"help": "also freeze/prune the discriminator's filters (RICK does)"})
+    interval: int = field(default=50, metadata={"help": "re-estimate importance and re-decide every N steps after the warm-up (RICK: fisher_freq 50)"})
+    dynamic: bool = field(default=True, metadata={"help": "re-decide every interval; false: one decision at the end of the warm-up"})
+    fisher: str = field(default="ema", metadata={"help": "ema: RICK's single-image passes on the EMA copies of G and D; continuous: from the training steps' gradients"})
+    fisher_samples: int = field(default=5, metadata={"help": "ema: single-image passes per estimate (RICK: num_fisher_img 5)"})
+    fisher_seed: int = field(default=0, metadata={"help": "ema: seed of the fixed latents reused by every estimate (RICK reuses its _noise files)"})
+    fisher_mode: str = field(default="mean", metadata={"help": "continuous: mean (cumulative over steps) or ema"})
+    fisher_decay: float = field(default=0.99, metadata={"help": "continuous ema: decay per step"})
+    ratio_rule: str = field(default="cumulative_share", metadata={"help": "cumulative_share (DAP, per layer) or global_percentile (RICK, pooled)"})
+    fisher_quantile: float = field(default=40.0, metadata={"help": "global_percentile: freeze filters above this percentile of their pool (RICK Babies: 40)"})
+    prune_quantile: float = field(default=0.1, metadata={"help": "global_percentile: prune filters at or below this percentile (RICK Babies: 0.1)"})
+    tau: float = field(default=0.002, metadata={"help": "cumulative_share: prune the least important filters holding <= tau of a layer's importance"})
+    max_layer_ratio: float = field(default=0.1, metadata={"help": "cumulative_share: never prune more than this fraction of a layer"})
+    freeze_share: float = field(default=0.0, metadata={"help": "cumulative_share: freeze the top filters holding this share of a layer's importance (0: none)"})
+    budget: float | None = field(default=None, metadata={"help": "cumulative_share: at most this fraction of all filters pruned"})
     permanent: bool = field(default=False, metadata={"help": "pruned filters stay pruned (union over decisions), as in RICK"})
-    revive: bool = field(default=True, metadata={"help": "DAP: restore a pruned filter (its values at pruning time) when a later decision keeps it"})
-    export_slim: bool = field(default=False, metadata={"help": "export a physically smaller generator instead of the masked one"})
+    revive: bool = field(default=True, metadata={"help": "restore a pruned filter (its values at pruning time) when a later decision keeps it"})
 
     def __post_init__(self):
-        if self.fisher not in ("continuous", "on_demand"):
-            raise FsgenError("fisher must be 'continuous' or 'on_demand'")
+        if self.fisher not in ("ema", "continuous"):
+            raise FsgenError("fisher must be 'ema' or 'continuous'")
+        if self.fisher_mode not in ("mean", "ema"):
+            raise FsgenError("fisher_mode must be 'mean' or 'ema'")
         if self.ratio_rule not in ("cumulative_share", "global_percentile"):
             raise FsgenError("ratio_rule must be 'cumulative_share' or 'global_percentile'")
-        if not 0 <= self.tau < 1 or not 0 <= self.max_layer_ratio <= 1:
-            raise FsgenError("tau must be in [0, 1) and max_layer_ratio in [0, 1]")
+        if not 0 <= self.tau < 1 or not 0 <= self.max_layer_ratio <= 1 or not 0 <= self.freeze_share <= 1:
+            raise FsgenError("tau must be in [0, 1), max_layer_ratio and freeze_share in [0, 1]")
+        if not 0 <= self.prune_quantile <= self.fisher_quantile <= 100:
+            raise FsgenError("need 0 <= prune_quantile <= fisher_quantile <= 100 (percent)")
+        if self.interval < 1 or self.fisher_samples < 1:
+            raise FsgenError("interval and fisher_samples must be at least 1")
 
 
 class FilterPruningMethod(AdaptationMethod):
-    """Fisher-scheduled filter masks on the generator; subclasses only fix defaults."""
+    """Fisher-scheduled unit masks on G (and D); subclasses fix defaults and the training recipe."""
 
     config_class = PruningConfig
 
     def prepare(self, ctx: AdaptContext) -> None:
+        c = self.config
         G = ctx.unwrap(ctx.G)
-        self.layers_used = [layer.name for layer in G.select_filter_layers(self.config.layers)]
-        if not self.layers_used:
-            raise FsgenError(f"no generator filter layer matches {self.config.layers}")
-        self.masks = FilterMasks(G, [l for l in G.filter_layers() if l.name in self.layers_used])
-        self.fisher = ContinuousFisher([l.num_filters for l in self.masks.layers()], mode=self.config.fisher_mode)
+        nets = {"G": G}
+        if c.discriminator and ctx.D is not None:
+            nets["D"] = ctx.unwrap(ctx.D)
+        self.masks: dict[str, UnitMasks] = {}
+        for key, model in nets.items():
+            units = [u for u in model.fisher_units() if any(fnmatch.fnmatch(u.name, p) for p in c.units)]
+            if key == "G" and not units:
+                raise FsgenError(f"no generator Fisher unit matches {c.units}; names: {', '.join(u.name for u in model.fisher_units())}")
+            self.masks[key] = UnitMasks(model, units)
+        self.fisher = {key: ContinuousFisher([unit_size(m.model, u) for u in m.units], mode=c.fisher_mode, decay=c.fisher_decay)
+                       for key, m in self.masks.items()}
+        self.D_ema = copy.deepcopy(nets["D"]).eval().requires_grad_(False) if "D" in nets else None
+        self.fisher_latents = G.make_latents(c.fisher_samples, seed=c.fisher_seed)
         self.history: list[dict] = []
-        self.last_importance: list[torch.Tensor] | None = None
 
     # --- hooks -------------------------------------------------------------------------
     def after_backward(self, ctx: AdaptContext, phase: str) -> None:
-        if phase != "G":
+        key = phase[0]  # "G", "G_reg", "D"
+        if key not in self.masks:
             return
-        if ctx.step < self.config.warmup_steps:  # D-only warm-up: G does not move
-            for p in ctx.G.parameters():
-                p.grad = None
-            return
-        if self.config.fisher == "continuous":
-            self.fisher.update(filter_sq_grads(ctx.unwrap(ctx.G), self.masks.layers()))
-        self.masks.mask_gradients(ctx.optimizers.get("G"))
+        if self.config.fisher == "continuous" and phase in ("G", "D") and ctx.step >= ctx.args.warmup_steps:
+            model = self.masks[key].model
+            self.fisher[key].update(unit_scores(squared_gradients(model), self.masks[key].units))
+        self.masks[key].mask_gradients(ctx.optimizers.get(key))
 
     def after_optimizer_step(self, ctx: AdaptContext, phase: str) -> None:
-        if phase == "G":
-            self.masks.apply_to_weights()
+        if phase[0] in self.masks:
+            self.masks[phase[0]].apply_to_weights()
 
     def on_step_end(self, ctx: AdaptContext, step: int) -> None:
-        due = step + 1 >= self.config.warmup_steps and (step + 1 - self.config.warmup_steps) % self.config.interval == 0
-        if due:
-            self.decide(ctx, step + 1)
-        self.masks.copy_to(ctx.G_ema).apply_to_weights()
+        if self.D_ema is not None:
+            with torch.no_grad():
+                for p_ema, p in zip(self.D_ema.parameters(), ctx.unwrap(ctx.D).parameters()):
+                    p_ema.lerp_(p.detach(), 1 - ctx.ema_beta)
+        warmup, done = ctx.args.warmup_steps, step + 1
+        due = done >= warmup and (done - warmup) % self.config.interval == 0
+        if due and (self.config.dynamic or not self.history):
+            self.decide(ctx, done)
+        self.masks["G"].copy_pruned_to(ctx.G_ema).apply_to_weights()
 
     # --- decisions ---------------------------------------------------------------------
-    def importance(self, ctx: AdaptContext) -> list[torch.Tensor]:
+    def importance(self, ctx: AdaptContext) -> dict[str, list[torch.Tensor]]:
         if self.config.fisher == "continuous":
-            return [v.clone() for v in self.fisher.values]
-        G_ema = ctx.G_ema
-        D = ctx.unwrap(ctx.D)
-        latents = torch.randn(self.config.fisher_samples, G_ema.z_dim,
-                              generator=torch.Generator().manual_seed(int(ctx.args.seed) + ctx.step))
-        G_ema.requires_grad_(True)
-        layers = [l for l in G_ema.filter_layers() if l.name in self.layers_used]
-        values = per_sample_filter_fisher(G_ema, lambda img: torch.nn.functional.softplus(-D(img)).mean(), latents, layers)
-        G_ema.requires_grad_(False)
-        return values
+            return {key: [v.clone().double() for v in f.values] for key, f in self.fisher.items()}
+        gen = torch.Generator().manual_seed(int(ctx.args.seed) * 1000003 + ctx.step)
+        index = torch.randint(len(ctx.train_images), (len(self.fisher_latents),), generator=gen)
+        D = self.D_ema if self.D_ema is not None else ctx.frozen_copy("fisher_D", ctx.D)
+        fisher_g, fisher_d = adversarial_parameter_fisher(ctx.G_ema, D, self.fisher_latents, ctx.train_images[index.to(ctx.device)])
+        fisher = {"G": fisher_g, "D": fisher_d}
+        return {key: unit_scores(fisher[key], m.units) for key, m in self.masks.items()}
+
+    def rule(self, key: str, scores: list[torch.Tensor]) -> tuple[list, list, dict]:
+        c = self.config
+        if c.ratio_rule == "global_percentile":
+            return pooled_percentile_decision(scores, self.masks[key].units, c.fisher_quantile, c.prune_quantile)
+        prune, freeze, _ = cumulative_share_decision(scores, c.tau, c.max_layer_ratio, c.freeze_share, c.budget)
+        return prune, freeze, {}
 
     def decide(self, ctx: AdaptContext, step: int) -> None:
         importance = self.importance(ctx)
-        world = ctx.accelerator.num_processes
-        if world > 1:  # every process must take the same decision
-            importance = [ctx.accelerator.reduce(v.to(ctx.device), reduction="mean").cpu() for v in importance]
-        # pruned filters keep the importance they had when pruned (their gradients are masked)
-        if self.last_importance is not None:
-            for i, name in enumerate(self.masks.names):
-                pruned = self.masks.pruned[name]
-                importance[i] = torch.where(pruned, self.last_importance[i], importance[i])
-        self.last_importance = [v.clone() for v in importance]
-        prune, freeze, ratios = self.rule(importance)
-        self._set_masks(prune, freeze)
-        self.history.append({
-            "step": step,
-            "layers": self.masks.names,
-            "ratios": [float(self.masks.pruned[n].float().mean()) for n in self.masks.names],
-            "frozen": [float(self.masks.frozen[n].float().mean()) for n in self.masks.names],
-            "fisher_mass": [float(v.sum()) for v in importance],
-        })
-        ctx.log({f"pruned/{n}": r for n, r in zip(self.masks.names, self.history[-1]["ratios"])})
-
-    def rule(self, importance):
-        c = self.config
-        if c.ratio_rule == "global_percentile":
-            prune, freeze = global_percentile_decision(importance, c.low_percentile, c.high_percentile)
-            return prune, freeze, [float(m.float().mean()) for m in prune]
-        return cumulative_share_decision(importance, c.tau, c.max_layer_ratio, c.freeze_share, c.budget)
-
-    @torch.no_grad()
-    def _set_masks(self, prune: list[torch.Tensor], freeze: list[torch.Tensor]) -> None:
-        tensors = self.masks._tensors()
-        for i, layer in enumerate(self.masks.layers()):
-            old = self.masks.pruned[layer.name]
-            new = prune[i] | old if self.config.permanent else prune[i]
-            revived = old & ~new
-            if revived.any() and self.config.revive:
-                for name, axis in _slices(layer):
-                    key = f"{layer.name}.weight" if name is None else name
-                    tensor = layer.weight if name is None else tensors[name]
-                    if key in self.masks.pruned_values:
-                        sel = FilterMasks._select(tensor, axis, revived.to(tensor.device))
-                        tensor.copy_(torch.where(sel, self.masks.pruned_values[key].to(tensor.device), tensor))
-            newly = new & ~old
-            if newly.any():
-                for name, axis in _slices(layer):
-                    key = f"{layer.name}.weight" if name is None else name
-                    tensor = layer.weight if name is None else tensors[name]
-                    snapshot = self.masks.pruned_values.setdefault(key, tensor.detach().clone().cpu())
-                    sel = FilterMasks._select(snapshot, axis, newly)
-                    snapshot.copy_(torch.where(sel, tensor.detach().cpu(), snapshot))
-            self.masks.pruned[layer.name] = new
-            self.masks.frozen[layer.name] = freeze[i] & ~new
-        self.masks.frozen_values = {}
-        self.masks.apply_to_weights()
-        self.masks.snapshot_frozen()
+        record: dict[str, Any] = {"step": step}
+        for key, masks in self.masks.items():
+            scores = importance[key]
+            if ctx.accelerator.num_processes > 1:  # every process must take the same decision
+                scores = [ctx.accelerator.reduce(v.to(ctx.device), reduction="mean").cpu() for v in scores]
+            prune, freeze, thresholds = self.rule(key, scores)
+            masks.update(prune, freeze, permanent=self.config.permanent, revive=self.config.revive)
+            prefix = "" if key == "G" else "d_"
+            record.update({f"{prefix}layers": masks.names, f"{prefix}ratios": masks.fractions("pruned"),
+                           f"{prefix}frozen": masks.fractions("frozen"),
+                           f"{prefix}fisher_mass": [float(v.sum()) for v in scores]})
+            if thresholds:
+                record[f"{prefix}thresholds"] = thresholds
+        self.history.append(record)
+        ctx.log({f"pruned/{n}": r for n, r in zip(record["layers"], record["ratios"])})
 
     # --- persistence and export -------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"masks": self.masks.state_dict(), "fisher": self.fisher.state_dict(), "history": json.dumps(self.history),
-                "last_importance": self.last_importance}
+        state = {"history": json.dumps(self.history)}
+        for key in self.masks:
+            state[f"masks_{key}"] = self.masks[key].state_dict()
+            state[f"fisher_{key}"] = self.fisher[key].state_dict()
+        if self.D_ema is not None:
+            state["D_ema"] = {k: v.cpu() for k, v in self.D_ema.state_dict().items()}
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.masks.load_state_dict(state["masks"])
-        self.fisher.load_state_dict(state["fisher"])
         self.history = json.loads(state["history"])
-        self.last_importance = state.get("last_importance")
+        for key in self.masks:
+            self.masks[key].load_state_dict(state[f"masks_{key}"])
+            self.fisher[key].load_state_dict(state[f"fisher_{key}"])
+        if self.D_ema is not None and "D_ema" in state:
+            self.D_ema.load_state_dict(state["D_ema"])
 
     def export(self, ctx: AdaptContext, generator: torch.nn.Module) -> torch.nn.Module:
-        masks = self.masks.copy_to(generator)
-        masks.apply_to_weights()
-        if self.config.export_slim:
-            from fsgen_hub.models.slim import slim_generator
-
-            return slim_generator(generator, masks.pruned)
+        self.masks["G"].copy_pruned_to(generator).apply_to_weights()
         return generator
 
     def write_artifacts(self, ctx: AdaptContext, output_dir) -> dict[str, str]:
@@ -338,9 +430,11 @@ class FilterPruningMethod(AdaptationMethod):
         from fsgen_hub.methods.pruning_plot import plot_pruning
 
         output_dir = Path(output_dir)
-        write_json(output_dir / "pruning.json", {"decisions": self.history, "final": self.masks.summary()})
+        final = {key: m.summary() for key, m in self.masks.items()}
+        write_json(output_dir / "pruning.json", {"decisions": self.history, "final": final["G"],
+                                                 "final_discriminator": final.get("D", {})})
         artifacts = {"pruning_json": "pruning.json"}
         if self.history:
-            plot_pruning(self.history, output_dir / "pruning.png", title=f"{self.name}: pruned fraction per layer")
+            plot_pruning(self.history, output_dir / "pruning.png", title=f"{self.name}: pruned fraction per generator unit")
             artifacts["pruning_plot"] = "pruning.png"
         return artifacts

@@ -5,8 +5,9 @@ from pathlib import Path
 
 
 def plot_pruning(history: list[dict], path: str | Path, title: str = "pruned fraction per layer") -> None:
-    import matplotlib
+    from fsgen_hub.extras import require
 
+    matplotlib = require("matplotlib", "the pruning plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np

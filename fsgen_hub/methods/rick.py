@@ -1,31 +1,81 @@
 """RICK (Zhao et al., "Exploring Incompatible Knowledge Transfer in Few-shot Image Generation", CVPR 2023).
 
-Filter importance is estimated on demand (N single-image passes through the EMA generator with fixed
-noise) every 50 steps; one pair of global percentile thresholds over all filters decides: above the
-high percentile → frozen, at or below the low percentile → pruned (zeroed, permanently: the union
-over decisions), fine-tuned otherwise. A D-only warm-up precedes the first decision. The
-percentiles are ours (RICK's repository sets them per experiment): low 5, high 75.
+The recipe, as the official code runs it (github.com/yunqing-me/RICK, ``train_dynamic_update_prune.py``
+and its README commands for FFHQ → Babies; our ``rick_fisher_32`` fixture checks the Fisher and the
+decisions against that code):
+
+* **What trains.** G: only the synthesis convolutions (``'convs' in name``: kernels, style affines,
+  noise strengths, activation biases); the mapping network, the constant input, the 4x4 ``conv1`` and
+  every toRGB stay frozen (``g_groups=synthesis``). D: every block after fromRGB plus the final layers
+  (``d_groups=blocks,final``).
+* **Warm-up.** The first 250 of 1,750 iterations train only D's final layers (``'final' in name``);
+  G does not move (``warmup_steps=250``, ``warmup_d_groups=final``).
+* **Fisher.** At the end of the warm-up and every ``fisher_freq`` = 50 iterations after it, on the
+  EMA copies g_ema and d_ema: 5 fixed latents (the same files every time), one image each with fresh
+  noise maps and one real image each; squared gradients of the non-saturating G loss (G) and of the
+  logistic D loss (D), averaged. RICK divides by num_fisher_img·batch = 10, half the mean: a constant
+  that changes no decision; we divide by the sample count.
+* **Scores and decisions.** G conv kernels per output channel, G style affines per input channel (row
+  mean of the weight and the bias, averaged), D ResBlock convs per output channel (kernel mean and
+  activation bias averaged) and skips (kernel mean); three pools (G convs, G affines, D convs with
+  skips), each with ``cutline`` = the ``fisher_quantile``-th and ``pruneline`` = the
+  ``prune_quantile``-th percentile (linear interpolation). Freeze ``score > cutline`` (gradients
+  zeroed), prune ``score <= pruneline`` (``<`` for D skips; weights and gradients zeroed). Frozen sets
+  are replaced at every estimate, pruned sets merged (a pruned filter stays pruned). Babies:
+  fisher_quantile 40 (freeze the top 60 %), prune_quantile 0.1 (AFHQ-Cat: 85 and 0.075).
+* **Optimisation.** Adam, lr 0.002 and betas (0, 0.99), both with StyleGAN2's lazy-regularisation
+  correction (G: ×4/5, D: ×16/17), batch 2, R1 γ = 10 every 16 steps, path-length regularisation
+  weight 2 every 4 steps (path batch = batch // 2), style mixing 0.9, no augmentation (``--augment``
+  is off by default there), EMA decay 0.5^(32/10,000) per step (a half-life of 312.5 steps), and
+  the best g_ema by FID on the evaluation set kept (``--select-best`` here; it uses the evaluation set).
+* **Differences.** R1 is added to the D loss of its step rather than taking a separate optimiser step;
+  the real image of each Fisher pass is drawn at random from the shots; pruned filters are held at zero
+  in the EMA generator too (RICK lets them decay there). On a DCGAN (no style space) the recipe drops
+  path-length regularisation and style mixing, and the architecture's Adam settings apply.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from fsgen_hub.methods.base import register_method
 from fsgen_hub.methods.pruning import FilterPruningMethod, PruningConfig
 
+# train_dynamic_update_prune.py: argparse defaults (r1 10, path_regularize 2, g_reg_every 4, d_reg_every 16,
+# path_batch_shrink 2, mixing 0.9, lr 0.002, augment off), accum = 0.5 ** (32 / (10 * 1000)), the optimiser
+# parameter lists ('convs' for G; 'convs' but not 'convs.0', and 'final', for D), the warm-up loop
+# ('final' only); the README command (--batch 2 --iter 1750 --warmup_iter 250 --fisher_freq 50).
+RICK_RECIPE: dict[str, Any] = {
+    "batch_size": 2, "r1_gamma": 10.0, "r1_every": 16, "lazy_regularization": True,
+    "g_groups": "synthesis", "d_groups": "blocks,final", "warmup_steps": 250, "warmup_d_groups": "final",
+    "ema_half_life": 10_000 / 32, "augment": "none",
+}
+RICK_STYLE_RECIPE: dict[str, Any] = {"pl_weight": 2.0, "pl_every": 4, "pl_batch_shrink": 2, "style_mixing": 0.9}
+
+
+def rick_training_defaults(G) -> dict[str, Any]:
+    recipe = dict(RICK_RECIPE)
+    if getattr(G, "has_style_space", False):
+        recipe.update(RICK_STYLE_RECIPE)
+    return recipe
+
 
 @dataclass
 class RICKConfig(PruningConfig):
-    fisher: str = field(default="on_demand", metadata={"help": "on_demand: RICK's single-image passes; continuous also allowed"})
-    ratio_rule: str = field(default="global_percentile", metadata={"help": "RICK uses one global pair of percentiles"})
-    permanent: bool = field(default=True, metadata={"help": "pruning is permanent (union over decisions)"})
+    fisher: str = field(default="ema", metadata={"help": "ema: RICK's single-image passes on the EMA copies of G and D"})
+    ratio_rule: str = field(default="global_percentile", metadata={"help": "RICK pools the filters of each kind and thresholds them at percentiles"})
+    fisher_quantile: float = field(default=40.0, metadata={"help": "freeze filters above this percentile of their pool (README: Babies 40, AFHQ-Cat 85)"})
+    prune_quantile: float = field(default=0.1, metadata={"help": "prune filters at or below this percentile (README: Babies 0.1, AFHQ-Cat 0.075)"})
+    permanent: bool = field(default=True, metadata={"help": "pruned sets are merged over estimates (RICK's zero_idx_merge)"})
     revive: bool = field(default=False, metadata={"help": "RICK never revives a pruned filter"})
-    warmup_steps: int = field(default=10, metadata={"help": "steps that train D only before the first decision"})
 
 
 class RICK(FilterPruningMethod):
-    description = "global-percentile Fisher thresholds: freeze important filters, prune incompatible ones, every 50 steps"
+    description = "RICK: Fisher on the EMA copies every 50 steps; freeze the top 60% of G/D filters, prune the bottom 0.1%"
     paper = "Zhao et al., CVPR 2023 (arXiv:2304.07574)"
+
+    def training_defaults(self, G) -> dict[str, Any]:
+        return rick_training_defaults(G)
 
 
 register_method("rick", RICKConfig, RICK)

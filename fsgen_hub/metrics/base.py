@@ -2,6 +2,14 @@
 
 ``evaluate(model, reference, metrics, ...)`` generates samples once, runs each metric, appends one
 JSON line per result to ``<model folder>/metrics.jsonl`` (or ``output_jsonl``) and returns them.
+
+Metrics that compare with the source generator (``correspondence``, ``collapse``; ``needs_source``)
+get ``source_samples`` and ``adapted_samples``: the same ``paired_latents`` latents through the
+source and the evaluated generator, constant noise, so a latent's two images differ only by the
+adaptation. The source is ``evaluate(..., source=...)`` (a generator, zoo id or folder; the
+trainer passes its frozen copy of the source); when not given, the evaluated model's lineage names
+it (``base_model.id``, loaded with ``AutoGenerator``), else a one-line error asks for it.
+A metric function may return several results (e.g. a share and a median ratio).
 """
 from __future__ import annotations
 
@@ -40,19 +48,50 @@ class MetricSpec:
     description: str
     needs_weights: bool = False
     check: Callable[..., Any] | None = None  # check(**options): raises MissingWeightsError before any sampling
+    needs_source: bool = False        # fn also gets source_samples= and adapted_samples= (same latents)
 
 
 _METRICS: dict[str, MetricSpec] = {}
+PAIRED_LATENTS = 100  # latents shared by source and adapted samples: 4,950 pairs for a rank correlation
 
 
-def register_metric(name: str, fn, num_samples: int, description: str, needs_weights: bool = False, check=None) -> None:
-    _METRICS[name] = MetricSpec(name, fn, num_samples, description, needs_weights, check)
+def register_metric(name: str, fn, num_samples: int, description: str, needs_weights: bool = False, check=None,
+                    needs_source: bool = False) -> None:
+    _METRICS[name] = MetricSpec(name, fn, num_samples, description, needs_weights, check, needs_source)
 
 
 def list_metrics() -> dict[str, MetricSpec]:
-    from fsgen_hub.metrics import diversity, fid_kid, intra_lpips, memorization, swd  # noqa: F401 (registration)
+    from fsgen_hub.metrics import (  # noqa: F401 (registration)
+        collapse,
+        correspondence,
+        diversity,
+        fid_kid,
+        intra_lpips,
+        memorization,
+        swd,
+    )
 
     return dict(sorted(_METRICS.items()))
+
+
+WEIGHT_FREE_METRICS = ("swd", "msssim_diversity", "memorization")
+
+
+def default_metrics() -> list[str]:
+    """What every finished adaptation run reports: the weight-free metrics, plus each metric whose weights
+    are configured (``FSGEN_INCEPTION_WEIGHTS`` for fid5k/kid5k, ``FSGEN_LPIPS_BACKBONE`` for intra_lpips1k,
+    or the files in torch's hub cache)."""
+    from fsgen_hub.errors import MissingWeightsError
+
+    names = list(WEIGHT_FREE_METRICS)
+    for name, spec in list_metrics().items():
+        if spec.needs_weights and spec.check is not None:
+            try:
+                spec.check()
+            except MissingWeightsError:
+                continue
+            names.append(name)
+    return names
 
 
 ALIASES = {"fid": "fid5k", "kid": "kid5k", "intra_lpips": "intra_lpips1k", "diversity": "msssim_diversity",
@@ -68,7 +107,8 @@ def resolve_metric(name: str) -> MetricSpec:
     if match and f"{match.group(1)}5k" in metrics or match and f"{match.group(1)}1k" in metrics:
         base = next(m for m in metrics if m.startswith(match.group(1)))
         spec = metrics[base]
-        return MetricSpec(name, spec.fn, int(match.group(2)) * 1000, spec.description, spec.needs_weights, spec.check)
+        return MetricSpec(name, spec.fn, int(match.group(2)) * 1000, spec.description, spec.needs_weights, spec.check,
+                          spec.needs_source)
     raise FsgenError(f"unknown metric {name!r}; available: {', '.join(metrics)} (aliases: {', '.join(ALIASES)})")
 
 
@@ -101,8 +141,14 @@ def evaluate(
     step: int | None = None,
     exclude_from_reference=None,
     options: dict | None = None,
+    source=None,
+    paired_latents: int = PAIRED_LATENTS,
 ) -> list[MetricResult]:
-    """Compute ``metrics`` for a generator (or model id/folder) against ``reference`` images."""
+    """Compute ``metrics`` for a generator (or model id/folder) against ``reference`` images.
+
+    ``source``: the unadapted generator (module, zoo id or folder) for the metrics that need it;
+    default: the model's lineage ``base_model``. ``paired_latents``: latents those metrics share.
+    """
     from fsgen_hub.hub import AutoGenerator
     from fsgen_hub.io import append_jsonl
 
@@ -129,19 +175,48 @@ def evaluate(
                             "give a reference set beyond the shots, or do not exclude them")
     shot_images = _as_images(shots, G.resolution)[0] if shots is not None else None
     needed = max(num_samples or spec.num_samples for spec in specs)
+    paired = {}
+    if any(spec.needs_source for spec in specs):
+        source_G, source_name = _source_generator(G, source, [s.name for s in specs if s.needs_source])
+        z = G.make_latents(paired_latents, seed=seed)
+        paired = {"source_samples": source_G.sample(paired_latents, z=z, seed=seed, batch_size=batch_size,
+                                                    device=source_G.device, output_type="pt", noise_mode="const"),
+                  "adapted_samples": G.sample(paired_latents, z=z, seed=seed, batch_size=batch_size, device=device,
+                                              output_type="pt", noise_mode="const")}
     fake = generate(G, needed, seed, batch_size, device)
     results = []
     for spec in specs:
         n = num_samples or spec.num_samples
-        result = spec.fn(fake[:n], ref_images, shot_images, **(options or {}))
-        result.metric = spec.name if num_samples is None else _rename(spec.name, n)
-        result.protocol.update({"num_samples": n, "num_reference": len(ref_images), "reference": ref_id,
-                                "resolution": G.resolution, "seed": seed})
-        result.model, result.step = model_name, step
-        results.append(result)
-        if output_jsonl is not None:
-            append_jsonl(output_jsonl, result.to_record())
+        extra = paired if spec.needs_source else {}
+        returned = spec.fn(fake[:n], ref_images, shot_images, **extra, **(options or {}))
+        if not isinstance(returned, list):  # one result: named by the protocol; several: by the metric function
+            returned.metric = spec.name if num_samples is None else _rename(spec.name, n)
+        for result in returned if isinstance(returned, list) else [returned]:
+            result.protocol.update({"num_samples": n, "num_reference": len(ref_images), "reference": ref_id,
+                                    "resolution": G.resolution, "seed": seed})
+            if spec.needs_source:
+                result.protocol.update({"paired_latents": paired_latents, "noise_mode": "const", "source": source_name})
+            result.model, result.step = model_name, step
+            results.append(result)
+            if output_jsonl is not None:
+                append_jsonl(output_jsonl, result.to_record())
     return results
+
+
+def _source_generator(G, source, needing: list[str]):
+    """The unadapted generator the ``needs_source`` metrics compare with, and how to name it in the protocol."""
+    from fsgen_hub.hub import AutoGenerator, read_lineage
+
+    if isinstance(source, torch.nn.Module):
+        return source, (getattr(source, "source_info", None) or {}).get("model_id") or "the source generator given"
+    if source is None:
+        local_dir = (getattr(G, "source_info", None) or {}).get("local_dir")
+        base = ((read_lineage(local_dir) if local_dir else None) or {}).get("base_model") or {}
+        source = base.get("id")
+        if source is None:
+            raise FsgenError(f"{', '.join(needing)} compare the model with its source generator, and its lineage names "
+                             "none: pass the source (evaluate(..., source=ID or folder), --source)")
+    return AutoGenerator.from_pretrained(source), str(source)
 
 
 def _rename(name: str, n: int) -> str:

@@ -14,7 +14,10 @@ BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
 def msssim_diversity(fake: torch.Tensor, reference=None, shots=None, pairs: int = 500, seed: int = 0, kernel: int = 7) -> MetricResult:
-    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as ms_ssim
+    from fsgen_hub.extras import require
+
+    ms_ssim = require("torchmetrics.functional.image", "the msssim_diversity metric") \
+        .multiscale_structural_similarity_index_measure
 
     size = fake.shape[-1]
     scales = max(1, min(5, next(s for s in range(5, 0, -1) if size > (kernel - 1) * 2 ** (s - 1))))

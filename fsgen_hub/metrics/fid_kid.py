@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from fsgen_hub.errors import MissingWeightsError
+from fsgen_hub.extras import require
 from fsgen_hub.metrics.base import MetricResult, register_metric
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -34,7 +35,7 @@ def inception_weights_path(path: str | None = None) -> Path:
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
-    from torchmetrics.image.fid import _compute_fid
+    _compute_fid = require("torchmetrics.image.fid", "FID")._compute_fid
 
     return float(_compute_fid(mu1.double(), sigma1.double(), mu2.double(), sigma2.double()))
 
@@ -46,7 +47,7 @@ def gaussian_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def kid_from_features(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 0):
     """Unbiased polynomial-kernel MMD^2 averaged over random subsets (subset size capped by both sets)."""
-    from torchmetrics.image.kid import poly_mmd
+    poly_mmd = require("torchmetrics.image.kid", "KID").poly_mmd
 
     size = min(subset_size, len(real), len(fake))
     gen = torch.Generator().manual_seed(seed)
@@ -62,7 +63,8 @@ def kid_from_features(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100
 def inception_features(images: torch.Tensor, weights: str | None = None, batch_size: int = 64, extractor=None) -> torch.Tensor:
     """2048-d pool features of images in [0, 1]; ``extractor`` replaces Inception (tests)."""
     if extractor is None:
-        from torchmetrics.image.fid import NoTrainInceptionV3
+        require("torch_fidelity", "FID/KID (the Inception feature extractor)")
+        NoTrainInceptionV3 = require("torchmetrics.image.fid", "FID/KID").NoTrainInceptionV3
 
         extractor = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
                                        feature_extractor_weights_path=str(inception_weights_path(weights)))

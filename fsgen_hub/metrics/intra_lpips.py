@@ -33,9 +33,10 @@ def backbone_path(net: str = "vgg", path: str | None = None) -> Path:
 
 def lpips_model(net: str = "vgg", weights: str | None = None, random_backbone: bool = False):
     """LPIPS with the backbone loaded from a local file (``random_backbone`` is for tests only)."""
-    import lpips
-    import torchvision
+    from fsgen_hub.extras import require
 
+    lpips = require("lpips", "LPIPS (intra_lpips, BSA's perceptual loss)")
+    torchvision = require("torchvision", "LPIPS (intra_lpips, BSA's perceptual loss)")
     model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
     if not random_backbone:
         state = torch.load(backbone_path(net, weights), map_location="cpu", weights_only=True)

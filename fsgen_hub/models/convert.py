@@ -1,5 +1,11 @@
 """``fsgen convert``: rosinality ``.pt``, NVlabs ``.pkl`` and DCGAN checkpoints → an fsgen_hub hub folder.
 
+DCGANs come in two key layouts: the PyTorch tutorial's ``main.N`` (optionally under
+``netG_state_dict``) and the HugGAN community models' ``model.N`` (``PyTorchModelHubMixin``
+generators saved as ``pytorch_model.bin`` or ``model.safetensors``). The source may be a local
+file, or a file in a hub repo (``REPO_ID/FILE``, or ``REPO_ID`` alone for its
+``model.safetensors``/``pytorch_model.bin``), fetched with ``hf_hub_download``.
+
 The output folder is written atomically: a failure leaves nothing behind.
 """
 from __future__ import annotations
@@ -9,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 from fsgen_hub import __version__
-from fsgen_hub.errors import CheckpointError
+from fsgen_hub.errors import CheckpointError, ModelNotFoundError
 from fsgen_hub.io import atomic_dir
 
 FORMATS = ("rosinality", "stylegan2-ada", "dcgan")
@@ -21,20 +27,46 @@ def detect_format(path: Path) -> str:
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.suffix == ".pkl":
         return "stylegan2-ada"
+    if path.suffix == ".safetensors":
+        state = _load_state(path)
+        if _dcgan_generator_state(state)[0]:
+            return "dcgan"
+        raise CheckpointError(f"{path} holds no DCGAN generator weights (main.N / model.N keys); pass --from")
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path} is not a torch checkpoint or an NVlabs .pkl; pass --from {'|'.join(FORMATS)}")
     state = _load_state(path)
     if isinstance(state, dict) and ("g_ema" in state or "latent_avg" in state):
         return "rosinality"
-    if isinstance(state, dict) and ("netG_state_dict" in state or "main.0.weight" in state):
+    if isinstance(state, dict) and ("netG_state_dict" in state or _dcgan_generator_state(state)[0]):
         return "dcgan"
     raise CheckpointError(f"cannot tell the format of {path}; pass --from {'|'.join(FORMATS)}")
 
 
 def _load_state(path: Path):
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"cannot read {path}: {str(exc).splitlines()[0][:160]} (truncated or corrupt?)") from None
     from fsgen_hub.models.convert_stylegan2 import _torch_load
 
     return _torch_load(path)
+
+
+def _dcgan_generator_state(state) -> tuple[dict, str | None]:
+    """(state dict in the tutorial's ``main.N`` names, layout) of a DCGAN generator, or ({}, None).
+
+    HugGAN's mixin DCGANs name their Sequential ``model``: the same layers under ``model.N``."""
+    if not isinstance(state, dict):
+        return {}, None
+    if any(k.startswith("main.") for k in state):
+        return state, "tutorial"
+    if state and all(isinstance(k, str) and k.startswith("model.") for k in state) and "model.0.weight" in state:
+        return {"main." + k[len("model."):]: v for k, v in state.items()}, "huggan"
+    return {}, None
 
 
 def convert_dcgan(path: str | Path):
@@ -45,7 +77,7 @@ def convert_dcgan(path: str | Path):
     ckpt = _load_state(path)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} does not hold a DCGAN state dict")
-    g_state = ckpt.get("netG_state_dict", ckpt)
+    g_state, layout = _dcgan_generator_state(ckpt.get("netG_state_dict", ckpt))
     convs = sorted((int(k.split(".")[1]), v) for k, v in g_state.items()
                    if k.startswith("main.") and k.endswith(".weight") and v.ndim == 4)
     if not convs:
@@ -66,7 +98,7 @@ def convert_dcgan(path: str | Path):
         ndf = d_state["main.0.weight"].shape[0]
         D = DCGANDiscriminator(DCGANConfig(resolution=resolution, nz=nz, ngf=ngf, ndf=ndf, nc=nc))
         _load(D, d_state, path)
-    return G.eval(), (D.eval() if D is not None else None), {"format": "dcgan"}
+    return G.eval(), (D.eval() if D is not None else None), {"format": "dcgan", "layout": layout}
 
 
 def _load(model, state, path):
@@ -76,12 +108,44 @@ def _load(model, state, path):
     model.load_state_dict(state)
 
 
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".pkl", ".bin", ".ckpt", ".safetensors")
+HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # what PyTorchModelHubMixin writes, newest first
+
+
+def resolve_checkpoint(src: str | Path, revision: str | None = None) -> tuple[Path, dict | None]:
+    """(local file, hub origin or None): a local file as it is; ``REPO_ID/FILE`` or ``REPO_ID`` via hf_hub_download."""
+    from fsgen_hub.hub import _commit_from_cache_path, _hub_download
+
+    text = str(src)
+    local = Path(text).expanduser()
+    parts = text.split("/")
+    if local.exists() or text.startswith((".", "/", "~")) or "\\" in text or len(parts) < 2 or not all(parts) \
+            or (len(parts) == 2 and local.suffix in CHECKPOINT_SUFFIXES):  # dir/file.pt: a local path, not a repo
+        return local, None
+    repo_id = "/".join(parts[:2])
+    names = ["/".join(parts[2:])] if len(parts) > 2 else list(HUB_WEIGHT_FILES)
+    for name in names:
+        try:
+            local = _hub_download(repo_id, name, "", revision, None, False, None, False)
+        except ModelNotFoundError as exc:
+            if len(names) > 1 and "has no" in str(exc):
+                continue  # try the next usual weights file name
+            raise
+        return Path(local), {"id": repo_id, "revision": revision, "commit": _commit_from_cache_path(local), "file": name}
+    raise CheckpointError(f"hub repo {repo_id!r} has none of {', '.join(HUB_WEIGHT_FILES)}: name the file, "
+                          f"e.g. fsgen convert {repo_id}/generator.pth OUT")
+
+
 def convert_checkpoint(src: str | Path, out_dir: str | Path, from_format: str | None = None,
-                       lineage_extra: dict | None = None) -> Path:
-    """Convert ``src`` into the hub folder ``out_dir`` (config.json, model.safetensors, discriminator/, lineage.json)."""
-    src, out_dir = Path(src), Path(out_dir)
+                       lineage_extra: dict | None = None, revision: str | None = None) -> Path:
+    """Convert ``src`` into the hub folder ``out_dir`` (config.json, model.safetensors, discriminator/, lineage.json).
+
+    ``src``: a local checkpoint file, or ``REPO_ID/FILE`` / ``REPO_ID`` on the hub (at ``revision``).
+    """
     if from_format is not None and from_format not in FORMATS:
         raise CheckpointError(f"unknown --from {from_format!r}; choose one of {', '.join(FORMATS)}")
+    src, hub_origin = resolve_checkpoint(src, revision)
+    out_dir = Path(out_dir)
     if not src.is_file():
         raise CheckpointError(f"checkpoint {src} does not exist")
     fmt = from_format or detect_format(src)
@@ -93,7 +157,7 @@ def convert_checkpoint(src: str | Path, out_dir: str | Path, from_format: str | 
         convert = convert_dcgan
     if fmt == "stylegan2-ada" and zipfile.is_zipfile(src):
         raise CheckpointError(f"{src} is a torch zip checkpoint, not an NVlabs .pkl: use --from rosinality or dcgan")
-    if fmt != "stylegan2-ada" and not zipfile.is_zipfile(src):
+    if fmt != "stylegan2-ada" and src.suffix != ".safetensors" and not zipfile.is_zipfile(src):
         raise CheckpointError(f"{src} is not a torch checkpoint: --from {fmt} is wrong for it (an NVlabs .pkl?)")
     G, D, info = convert(src)
     lineage = {
@@ -103,6 +167,10 @@ def convert_checkpoint(src: str | Path, out_dir: str | Path, from_format: str | 
         "conversion": {"source_file": src.name, "sha256": hashlib.sha256(src.read_bytes()).hexdigest(), **info},
         "discriminator": "converted" if D is not None else "absent",
     }
+    if hub_origin is not None:  # the base model is the hub repo (the card links it), at the commit downloaded
+        lineage["base_model"] = {"id": hub_origin["id"], "revision": hub_origin["revision"],
+                                 "commit": hub_origin["commit"], "architecture": G.architecture}
+        lineage["conversion"]["source_file"] = hub_origin["file"]
     for key, value in (lineage_extra or {}).items():
         lineage[key] = {**lineage.get(key, {}), **value} if isinstance(value, dict) else value
     with atomic_dir(out_dir) as tmp:

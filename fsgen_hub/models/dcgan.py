@@ -15,7 +15,7 @@ from torch import nn
 
 from fsgen_hub.errors import CheckpointError
 from fsgen_hub.hub import ModelConfig
-from fsgen_hub.models.base import BaseDiscriminator, BaseGenerator, FilterLayer
+from fsgen_hub.models.base import BaseDiscriminator, BaseGenerator, FilterLayer, FisherUnit
 
 
 def _check_resolution(resolution: int) -> int:
@@ -101,6 +101,25 @@ class DCGANGenerator(BaseGenerator):
                 res *= 2
         return layers
 
+    def parameter_groups(self) -> dict[str, list[str]]:
+        # no mapping network nor learned constant: the 4x4 projection (with its BN) plays conv1's role
+        convs = [i for i, m in enumerate(self.main) if isinstance(m, nn.ConvTranspose2d)]
+        last = convs[-1]
+        groups: dict[str, list[str]] = {"mapping": [], "const": [], "conv1": [], "synthesis": [], "torgb": []}
+        for name, _ in self.named_parameters():
+            index = int(name.split(".")[1])
+            key = "conv1" if index < convs[1] else "torgb" if index >= last else "synthesis"
+            groups[key].append(name)
+        return groups
+
+    def fisher_units(self) -> list[FisherUnit]:
+        # as RICK on StyleGAN2: the hidden convs after the first, per output channel, with their BN affine
+        units = []
+        for layer in self.filter_layers()[1:]:
+            affine = [(n, a) for n, a in layer.coupled if not n.endswith(("running_mean", "running_var"))]
+            units.append(FisherUnit(f"{layer.name}.weight", "conv", [(f"{layer.name}.weight", 1), *affine]))
+        return units
+
 
 class DCGANDiscriminator(BaseDiscriminator):
     """Conv2d/BatchNorm2d/LeakyReLU stack; returns logits (the tutorial's final Sigmoid is dropped)."""
@@ -136,7 +155,19 @@ class DCGANDiscriminator(BaseDiscriminator):
             blocks[-1] += [(f"main.{idx}.{name}", p) for name, p in layer.named_parameters()]
         return blocks
 
-    def forward(self, images, return_features: bool = False):
+    def fisher_units(self) -> list[FisherUnit]:
+        # the hidden convs after the first (fromRGB) and before the logit conv, with their BN affine
+        modules = list(self.main)
+        convs = [i for i, m in enumerate(modules) if isinstance(m, nn.Conv2d)]
+        units = []
+        for i in convs[1:-1]:
+            entries = [(f"main.{i}.weight", 0)]
+            if isinstance(modules[i + 1], nn.BatchNorm2d):
+                entries += [(f"main.{i + 1}.weight", 0), (f"main.{i + 1}.bias", 0)]
+            units.append(FisherUnit(f"main.{i}", "conv", entries))
+        return units
+
+    def forward(self, images, return_features: bool | str = False):
         x = images
         features: OrderedDict[str, torch.Tensor] = OrderedDict()
         for idx, layer in enumerate(self.main):

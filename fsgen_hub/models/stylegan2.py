@@ -18,7 +18,7 @@ from torch import nn
 
 from fsgen_hub.errors import CheckpointError
 from fsgen_hub.hub import ModelConfig
-from fsgen_hub.models.base import BaseDiscriminator, BaseGenerator, FilterLayer
+from fsgen_hub.models.base import BaseDiscriminator, BaseGenerator, FilterLayer, FisherUnit, named_groups
 from fsgen_hub.models.ops import (
     Blur,
     EqualConv2d,
@@ -176,6 +176,7 @@ class ToRGB(nn.Module):
 class StyleGAN2Generator(BaseGenerator):
     architecture = "stylegan2"
     config_class = StyleGAN2Config
+    has_style_space = True
 
     def __init__(self, config: StyleGAN2Config | None = None):
         super().__init__()
@@ -260,6 +261,11 @@ class StyleGAN2Generator(BaseGenerator):
         ``mix_z`` (same space) takes over from layer ``mix_index`` (style mixing); ``truncation`` pulls
         w towards ``latent_avg``; ``noise`` overrides the per-layer noise maps.
         """
+        ws = self.styles(z, truncation=truncation, input_space=input_space, mix_z=mix_z, mix_index=mix_index)
+        return self.synthesis(ws, noise=self._noise_list(noise_mode, noise), return_features=return_features)
+
+    def styles(self, z, truncation: float = 1.0, input_space: str = "z", mix_z=None, mix_index: int | None = None):
+        """The per-layer styles w+ (N, n_latent, D) that ``forward`` feeds the synthesis network."""
         styles = [z] if mix_z is None else [z, mix_z]
         if input_space == "z":
             styles = [self.mapping(s) for s in styles]
@@ -270,24 +276,23 @@ class StyleGAN2Generator(BaseGenerator):
         ws = [s if s.ndim == 3 else s.unsqueeze(1).repeat(1, self.n_latent, 1) for s in styles]
         if len(ws) == 2:
             index = self.n_latent // 2 if mix_index is None else mix_index
-            ws = torch.cat([ws[0][:, :index], ws[1][:, index:]], 1)
-        else:
-            ws = ws[0]
-        return self.synthesis(ws, noise=self._noise_list(noise_mode, noise), return_features=return_features)
+            return torch.cat([ws[0][:, :index], ws[1][:, index:]], 1)
+        return ws[0]
 
     def synthesis(self, ws: torch.Tensor, noise, return_features: bool = False):
         features: OrderedDict[str, torch.Tensor] = OrderedDict()
         out = self.input(ws.shape[0])
         out = self.conv1(out, ws[:, 0], noise=noise[0])
-        features["b4"] = out
+        features["conv1"] = out  # every StyledConv's output (after noise and activation), as CDC reads them
         skip = self.to_rgb1(out, ws[:, 1])
-        i, res = 1, 8
-        for conv_up, conv, noise1, noise2, to_rgb in zip(self.convs[::2], self.convs[1::2], noise[1::2], noise[2::2], self.to_rgbs):
-            out = conv_up(out, ws[:, i], noise=noise1)
-            out = conv(out, ws[:, i + 1], noise=noise2)
-            features[f"b{res}"] = out
+        i = 1
+        for k, (noise1, noise2, to_rgb) in enumerate(zip(noise[1::2], noise[2::2], self.to_rgbs)):
+            out = self.convs[2 * k](out, ws[:, i], noise=noise1)
+            features[f"convs.{2 * k}"] = out
+            out = self.convs[2 * k + 1](out, ws[:, i + 1], noise=noise2)
+            features[f"convs.{2 * k + 1}"] = out
             skip = to_rgb(out, ws[:, i + 2], skip)
-            i, res = i + 2, res * 2
+            i += 2
         return (skip, features) if return_features else skip
 
     def filter_layers(self) -> list[FilterLayer]:
@@ -307,6 +312,19 @@ class StyleGAN2Generator(BaseGenerator):
                                       coupled=[(f"{name}.activate.bias", 0)], modulation=styled.conv.modulation,
                                       consumers=consumers))
         return layers
+
+    def parameter_groups(self) -> dict[str, list[str]]:
+        return named_groups(self, {"mapping": ["style.*"], "const": ["input.*"], "conv1": ["conv1.*"],
+                                   "torgb": ["to_rgb1.*", "to_rgbs.*"], "synthesis": ["convs.*"]})
+
+    def fisher_units(self) -> list[FisherUnit]:
+        # RICK scores the modulated kernels per output channel and, separately, the style affines per
+        # input channel (rows of modulation.weight/bias); conv1 (4x4) and the toRGBs are not scored
+        convs = [FisherUnit(f"convs.{k}.conv.weight", "conv", [(f"convs.{k}.conv.weight", 1)]) for k in range(len(self.convs))]
+        mods = [FisherUnit(f"convs.{k}.conv.modulation", "modulation",
+                           [(f"convs.{k}.conv.modulation.weight", 0), (f"convs.{k}.conv.modulation.bias", 0)])
+                for k in range(len(self.convs))]
+        return convs + mods
 
 
 class ConvLayer(nn.Sequential):
@@ -341,6 +359,7 @@ class StyleGAN2Discriminator(BaseDiscriminator):
     architecture = "stylegan2"
     config_class = StyleGAN2Config
     stddev_group, stddev_feat = 4, 1
+    final_blocks = 2  # final_conv, final_linear
 
     def __init__(self, config: StyleGAN2Config | None = None):
         super().__init__()
@@ -367,11 +386,28 @@ class StyleGAN2Discriminator(BaseDiscriminator):
         blocks.append([(f"final_linear.{n}", p) for n, p in self.final_linear.named_parameters()])
         return blocks
 
-    def forward(self, images, return_features: bool = False):
+    def fisher_units(self) -> list[FisherUnit]:
+        # RICK: the ResBlocks' convs (kernel + activation bias) and skips, not fromRGB nor the final layers
+        units = []
+        for b in range(1, len(self.convs)):
+            units.append(FisherUnit(f"convs.{b}.conv1", "conv", [(f"convs.{b}.conv1.0.weight", 0), (f"convs.{b}.conv1.1.bias", 0)]))
+            units.append(FisherUnit(f"convs.{b}.conv2", "conv", [(f"convs.{b}.conv2.1.weight", 0), (f"convs.{b}.conv2.2.bias", 0)]))
+            units.append(FisherUnit(f"convs.{b}.skip", "conv", [(f"convs.{b}.skip.1.weight", 0)], strict_prune=True))
+        return units
+
+    def forward(self, images, return_features: bool | str = False):
+        """``return_features="all"`` adds the ResBlocks' inner maps ``convs.N.conv1``/``convs.N.conv2``
+        (before the skip sum; CDC's patch-level D reads one) to the block outputs."""
         features: OrderedDict[str, torch.Tensor] = OrderedDict()
         out = images
         for idx, block in enumerate(self.convs):
-            out = block(out)
+            if return_features == "all" and isinstance(block, ResBlock):
+                inner = block.conv1(out)
+                features[f"convs.{idx}.conv1"] = inner
+                features[f"convs.{idx}.conv2"] = block.conv2(inner)
+                out = (features[f"convs.{idx}.conv2"] + block.skip(out)) / math.sqrt(2)
+            else:
+                out = block(out)
             features[f"convs.{idx}"] = out
         batch, channel, height, width = out.shape
         group = min(batch, self.stddev_group)

@@ -50,6 +50,12 @@ def cutout(x, ratio: float = 0.5):
     return x * (~inside).unsqueeze(1).to(x.dtype)
 
 
+def random_xflip(x: torch.Tensor) -> torch.Tensor:
+    """Each image mirrored left-right with probability 1/2 (NVlabs ``--mirror``: the data set plus its mirror)."""
+    flip = torch.rand(x.size(0), 1, 1, 1, device=x.device) < 0.5
+    return torch.where(flip, x.flip(3), x)
+
+
 POLICIES = {"color": [brightness, saturation, contrast], "translation": [translation], "cutout": [cutout]}
 
 

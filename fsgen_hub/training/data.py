@@ -68,8 +68,18 @@ def decode(raw: RawImage, resolution: int) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
-def _from_folder(folder: Path) -> list[RawImage]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def _datasets():
+    from fsgen_hub.extras import require
+
+    return require("datasets", "reading datasets (parquet files, saved datasets, hub dataset ids)")
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _from_folder(folder: Path, files: list[Path] | None = None) -> list[RawImage]:
+    files = _folder_files(folder) if files is None else files
     return [RawImage(str(p.relative_to(folder)), p.read_bytes()) for p in files]
 
 
@@ -79,7 +89,7 @@ def _image_column(dataset, image_column: str | None) -> str:
         if image_column not in features:
             raise DataError(f"the dataset has no column {image_column!r}; columns: {', '.join(features)}")
         return image_column
-    from datasets import Image as ImageFeature
+    ImageFeature = _datasets().Image
 
     for name, feature in features.items():
         if isinstance(feature, ImageFeature):
@@ -90,11 +100,16 @@ def _image_column(dataset, image_column: str | None) -> str:
     raise DataError(f"no image column found (columns: {', '.join(features)}); pass --image-column")
 
 
-def _from_dataset(dataset, image_column: str | None) -> list[RawImage]:
-    from datasets import Image as ImageFeature
+def _from_dataset(dataset, image_column: str | None, shots: int | None = None, shot_seed: int = 0) -> list[RawImage]:
+    """The raw bytes of the shots of a ``datasets.Dataset``: drawn first (``shuffle(seed).select``), so
+    that only the chosen rows are read and decoded, whatever the size of the dataset."""
+    ImageFeature = _datasets().Image
 
     column = _image_column(dataset, image_column)
-    dataset = dataset.cast_column(column, ImageFeature(decode=False))
+    dataset = dataset.select_columns([column]).cast_column(column, ImageFeature(decode=False))
+    if shots is not None and shots != len(dataset):
+        _check_shot_count(shots, len(dataset))
+        dataset = dataset.shuffle(seed=int(shot_seed)).select(range(shots))
     out = []
     for i, item in enumerate(dataset[column]):
         data = item.get("bytes") if isinstance(item, dict) else None
@@ -107,43 +122,87 @@ def _from_dataset(dataset, image_column: str | None) -> list[RawImage]:
     return out
 
 
-def read_raw_images(source: str | Path | None, image_column: str | None = None) -> tuple[list[RawImage], str]:
-    """All raw images of ``source`` and a printable id of it."""
+def _pick_split(loaded, split: str, where: str):
+    datasets = _datasets()
+
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise DataError(f"{where} has no split {split!r}; splits: {', '.join(loaded)} (pass --data-split)")
+        return loaded[split]
+    return loaded
+
+
+def _load_dataset(path: str, where: str, **kwargs):
+    """``datasets.load_dataset`` with its errors (unknown split or config, no data files) as one line."""
+    datasets = _datasets()
+
+    try:
+        return datasets.load_dataset(path, **kwargs)
+    except (ValueError, FileNotFoundError) as exc:
+        if isinstance(exc, FileNotFoundError) and "/" in path and not Path(path).exists():
+            raise  # a hub id: _from_hub words it
+        raise DataError(f"cannot load {where}: {str(exc).splitlines()[0][:200]}") from None
+
+
+def read_shots(
+    source: str | Path | None,
+    shots: int | None = None,
+    shot_seed: int = 0,
+    image_column: str | None = None,
+    config: str | None = None,
+    split: str = "train",
+    revision: str | None = None,
+) -> tuple[list[RawImage], str]:
+    """The raw images chosen as shots (all when ``shots`` is None) and a printable id of ``source``.
+
+    Only the chosen images are read: a folder lists its files and reads the drawn ones; a dataset
+    (saved folder, parquet file or folder of parquet shards, hub id) draws its rows with
+    ``shuffle(seed=shot_seed).select(range(shots))`` before any image is decoded.
+    """
     if source is None or str(source) == "":
-        return _from_folder(EMBEDDED_TARGET), EMBEDDED_TARGET_ID
+        files = _folder_files(EMBEDDED_TARGET)
+        return _from_folder(EMBEDDED_TARGET, _choose(files, shots, shot_seed)), EMBEDDED_TARGET_ID
     path = Path(str(source)).expanduser()
     if path.is_dir():
         if (path / "dataset_info.json").is_file() or (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
-            import datasets
-
-            loaded = datasets.load_from_disk(str(path))
-            if isinstance(loaded, datasets.DatasetDict):
-                loaded = loaded["train"] if "train" in loaded else next(iter(loaded.values()))
-            return _from_dataset(loaded, image_column), str(source)
-        images = _from_folder(path)
-        if not images:
-            parquet = sorted(path.rglob("*.parquet"))
-            if parquet:
-                return read_raw_images(parquet[0], image_column)
-            raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
-        return images, str(source)
+            datasets = _datasets()
+            loaded = _pick_split(datasets.load_from_disk(str(path)), split, str(source))
+            return _from_dataset(loaded, image_column, shots, shot_seed), str(source)
+        files = _folder_files(path)
+        if files:
+            return _from_folder(path, _choose(files, shots, shot_seed)), str(source)
+        if any(path.rglob("*.parquet")):  # parquet shards, laid out as in a hub dataset repo: every shard is read
+            dataset = _load_dataset(str(path), str(source), name=config, split=split)
+            return _from_dataset(dataset, image_column, shots, shot_seed), str(source)
+        raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
     if path.is_file() and path.suffix == ".parquet":
-        import datasets
-
-        return _from_dataset(datasets.load_dataset("parquet", data_files=str(path), split="train"), image_column), str(source)
+        if split != "train":
+            raise DataError(f"{path} is a single parquet file: it has only the train split (drop --data-split)")
+        dataset = _load_dataset("parquet", str(source), data_files=str(path), split="train")
+        return _from_dataset(dataset, image_column, shots, shot_seed), str(source)
     if path.is_file():
         raise DataError(f"{path} is a single file: --data takes a folder of images, a dataset folder, a parquet file or a hub dataset id")
     if str(source).startswith((".", "/", "~")) or str(source).count("/") > 1:
         raise DataError(f"no folder or file at {source}")
-    return _from_hub(str(source), image_column), str(source)
+    dataset = _from_hub(str(source), config=config, split=split, revision=revision)
+    return _from_dataset(dataset, image_column, shots, shot_seed), str(source)
 
 
-def _from_hub(dataset_id: str, image_column: str | None) -> list[RawImage]:
-    import datasets
+def read_raw_images(source: str | Path | None, image_column: str | None = None, **kwargs) -> tuple[list[RawImage], str]:
+    """All raw images of ``source`` and a printable id of it."""
+    return read_shots(source, None, image_column=image_column, **kwargs)
+
+
+def _from_hub(dataset_id: str, config: str | None = None, split: str = "train", revision: str | None = None):
+    """``datasets.load_dataset(dataset_id, name=config, split=split, revision=revision)``: the hub, or
+    offline (HF_HUB_OFFLINE=1) the copy a previous load left in the datasets cache."""
     from huggingface_hub import constants
 
+    where = f"dataset {dataset_id!r}" + (f" (config {config!r})" if config else "")
     try:
-        dataset = datasets.load_dataset(dataset_id, split="train")
+        return _load_dataset(dataset_id, where, name=config, split=split, revision=revision)
+    except DataError:
+        raise
     except FileNotFoundError as exc:
         raise DataError(f"no dataset {dataset_id!r} on the hub or in the local cache ({str(exc).splitlines()[0][:100]})") from None
     except (ConnectionError, OSError) as exc:
@@ -154,18 +213,25 @@ def _from_hub(dataset_id: str, image_column: str | None) -> list[RawImage]:
         if "offline" in text.lower() or "connection" in text.lower() or constants.HF_HUB_OFFLINE:
             raise OfflineError(f"dataset {dataset_id!r} is not available offline ({text}): pass a local folder of images") from None
         raise DataError(f"cannot load dataset {dataset_id!r}: {text}") from None
-    return _from_dataset(dataset, image_column)
+
+
+def _check_shot_count(shots: int, available: int) -> None:
+    if shots < 1:
+        raise DataError("--shots must be at least 1")
+    if shots > available:
+        raise DataError(f"asked for {shots} shots but the data has only {available} images")
+
+
+def _choose(items: list, shots: int | None, shot_seed: int) -> list:
+    if shots is None or shots == len(items):
+        return items
+    _check_shot_count(shots, len(items))
+    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(int(shot_seed)))[:shots]
+    return [items[i] for i in sorted(order.tolist())]
 
 
 def select_shots(raw: list[RawImage], shots: int | None, shot_seed: int) -> list[RawImage]:
-    if shots is None or shots == len(raw):
-        return raw
-    if shots < 1:
-        raise DataError("--shots must be at least 1")
-    if shots > len(raw):
-        raise DataError(f"asked for {shots} shots but the data has only {len(raw)} images")
-    order = torch.randperm(len(raw), generator=torch.Generator().manual_seed(int(shot_seed)))[:shots]
-    return [raw[i] for i in sorted(order.tolist())]
+    return _choose(raw, shots, shot_seed)
 
 
 def load_images(
@@ -175,12 +241,18 @@ def load_images(
     shot_seed: int = 0,
     image_column: str | None = None,
     return_id: bool = False,
+    config: str | None = None,
+    split: str = "train",
+    revision: str | None = None,
 ):
-    """Images of ``source`` as (N, 3, R, R) in [-1, 1] and records [{"name", "sha256"}] (+ the data id)."""
-    raw, data_id = read_raw_images(source, image_column)
-    if not raw:
+    """Images of ``source`` as (N, 3, R, R) in [-1, 1] and records [{"name", "sha256"}] (+ the data id).
+
+    ``config``/``split``/``revision`` select a dataset's configuration, split and hub revision
+    (``datasets.load_dataset(name=, split=, revision=)``); only the drawn shots are decoded.
+    """
+    chosen, data_id = read_shots(source, shots, shot_seed, image_column, config=config, split=split, revision=revision)
+    if not chosen:
         raise DataError(f"no images in {data_id}")
-    chosen = select_shots(raw, shots, shot_seed)
     tensor = torch.stack([decode(item, resolution) for item in chosen])
     records = [{"name": item.name, "sha256": hashlib.sha256(item.data).hexdigest()} for item in chosen]
     return (tensor, records, data_id) if return_id else (tensor, records)

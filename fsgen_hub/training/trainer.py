@@ -26,8 +26,8 @@ from fsgen_hub.errors import FsgenError
 from fsgen_hub.hub import LINEAGE_NAME, AutoDiscriminator, AutoGenerator, model_class, read_lineage
 from fsgen_hub.io import append_jsonl, write_json
 from fsgen_hub.methods.base import AdaptationMethod, AdaptContext, StepBatch, get_method
-from fsgen_hub.training.arguments import TrainingArguments
-from fsgen_hub.training.augment import DiffAugment
+from fsgen_hub.training.arguments import GLOBAL_DEFAULTS, TrainingArguments
+from fsgen_hub.training.augment import DiffAugment, random_xflip
 from fsgen_hub.training.data import load_images
 from fsgen_hub.training.grids import save_image_grid
 from fsgen_hub.training.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
@@ -136,10 +136,19 @@ class AdaptationTrainer:
 
     # ------------------------------------------------------------------ main loop
     def train(self) -> Path:
+        from fsgen_hub.extras import require
+
+        require("accelerate", "training (fsgen adapt / fsgen train)")
         from accelerate import Accelerator
         from accelerate.utils import ProjectConfiguration
 
         args, method = self.args, self.method
+        log_with = _trackers(args.report_to)
+        if not args.eval_metrics and not args.no_eval and not self.from_scratch:
+            # every finished adaptation is evaluated, so that every card carries numbers with their protocol
+            from fsgen_hub.metrics.base import default_metrics
+
+            args.eval_metrics = ",".join(default_metrics())
         resume_from = self._check_output_dir()
         (self.output_dir / "logs").mkdir(parents=True, exist_ok=True)
         cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
@@ -147,15 +156,21 @@ class AdaptationTrainer:
             cpu=cpu,
             mixed_precision=args.mixed_precision,
             gradient_accumulation_steps=args.gradient_accumulation_steps,
-            log_with="tensorboard",
+            log_with=log_with,
             project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")),
         )
         main = accelerator.is_main_process
         torch.manual_seed(args.seed)
         G, D, d_origin, base = self._build_models()
+        # unset settings: the method's recipe for this generator, then the architecture's, then the fallbacks
+        args.fill_defaults(method.training_defaults(G), f"method {method.name or 'default'}")
         args.fill_optimizer_defaults(G.optimizer_defaults)
+        args.fill_defaults(GLOBAL_DEFAULTS)
+        args.validate()
+        self._select_trained_groups(G, D)
         images, shot_records, data_id = load_images(
-            args.data, G.resolution, shots=args.shots, shot_seed=args.shot_seed, image_column=args.image_column, return_id=True
+            args.data, G.resolution, shots=args.shots, shot_seed=args.shot_seed, image_column=args.image_column, return_id=True,
+            config=args.data_config, split=args.data_split, revision=args.data_revision,
         )
         source_G = copy.deepcopy(G).eval().requires_grad_(False)
         G, D = G.to(accelerator.device).train(), D.to(accelerator.device).train()
@@ -168,50 +183,62 @@ class AdaptationTrainer:
 
         ctx = AdaptContext(G=G, D=D, G_ema=G, accelerator=accelerator, args=args,
                            train_images=images.to(accelerator.device), augment=augment, log=log,
-                           output_dir=self.output_dir, discriminator_origin=d_origin)
+                           output_dir=self.output_dir, discriminator_origin=d_origin,
+                           ema_beta=0.5 ** (1.0 / max(1.0, args.ema_half_life or 0.05 * args.steps)))
         torch.manual_seed(args.seed)
         method.prepare(ctx)
         G, D = ctx.G, ctx.D
         ctx.G_ema = G_ema = copy.deepcopy(G).eval().requires_grad_(False)
         g_params = list(method.generator_parameters(ctx))
         d_params = list(method.discriminator_parameters(ctx)) if method.uses_discriminator else []
-        opt_g = torch.optim.Adam(g_params, lr=args.lr_g, betas=(args.beta1, args.beta2)) if g_params else None
-        opt_d = torch.optim.Adam(d_params, lr=args.lr_d, betas=(args.beta1, args.beta2)) if d_params else None
+        opt_g = self._adam(g_params, args.lr_g, args.pl_every if self._path_length_on(G) else None)
+        opt_d = self._adam(d_params, args.lr_d, args.r1_every if args.r1_gamma > 0 else None)
         optimizers = [o for o in (opt_g, opt_d) if o is not None]
         prepared = accelerator.prepare(*optimizers)
         prepared = prepared if isinstance(prepared, (list, tuple)) else [prepared]
         opt_g = prepared[0] if opt_g is not None else None
         opt_d = prepared[-1] if opt_d is not None else None
         ctx.optimizers = {k: o for k, o in (("G", opt_g), ("D", opt_d)) if o is not None}
-        state = {"step": 0, "best": None}
+        state = {"step": 0, "best": None, "mean_path_length": 0.0}
         accelerator.register_for_checkpointing(G, D, G_ema)
         accelerator.register_for_checkpointing(_StateHolder(method.state_dict, method.load_state_dict))
         accelerator.register_for_checkpointing(_StateHolder(lambda: dict(state), state.update))
         if resume_from is not None:
             accelerator.load_state(str(resume_from))
             logger.info("resumed from %s at step %d", resume_from, state["step"])
+        if main and log_with:
+            # the TensorBoard run lands in logs/tensorboard/ (docs/CONTRACTS.md); wandb names its run after the folder
+            accelerator.init_trackers("tensorboard" if args.report_to == "tensorboard" else "fsgen_hub",
+                                      config=_flat_config(args), init_kwargs={"wandb": {"name": self.output_dir.name}})
         if main:
-            accelerator.init_trackers("tensorboard", config=_flat_config(args))
             write_json(self.output_dir / "logs" / "run_args.json", args.to_dict())
 
-        ema_beta = 0.5 ** (1.0 / max(1.0, args.ema_half_life or 0.05 * args.steps))
+        ema_beta = ctx.ema_beta
+        warmup_d_names = self._group_names(D, args.groups("warmup_d_groups"), "--warmup-d-groups") if args.warmup_steps else None
         fixed_z = source_G.make_latents(16, seed=args.seed)
         start = state["step"]
         t0 = time.time()
         progress = _progress(range(start, args.steps), main, initial=start, total=args.steps,
                              desc="train" if self.from_scratch else "adapt")
         world = accelerator.num_processes
+        self._source_G, stopped_early = source_G, False
         for step in progress:
             ctx.step = step
             torch.manual_seed(hash((args.seed, step, accelerator.process_index)) % (2**63))
             index = torch.randint(len(images), (args.batch_size,), device=accelerator.device)
             real_raw = ctx.train_images[index]
+            if args.mirror:
+                real_raw = random_xflip(real_raw)
             values: dict[str, float] = {}
+            warming_up = step < args.warmup_steps  # D-only warm-up: G does not move
             with accelerator.accumulate(G, D):
                 if method.uses_discriminator and opt_d is not None:
-                    values.update(self._d_step(ctx, real_raw, index, opt_d, step, world))
-                if opt_g is not None:
+                    values.update(self._d_step(ctx, real_raw, index, opt_d, step, world,
+                                               warmup_d_names if warming_up else None))
+                if opt_g is not None and not warming_up:
                     values.update(self._g_step(ctx, opt_g, step, world))
+                    if self._path_length_on(G) and step % args.pl_every == 0:
+                        values.update(self._path_length_step(ctx, opt_g, world, state))
             if world > 1:  # like DDP's broadcast_buffers: BN running stats follow rank 0
                 for module in (G, D):
                     for buffer in module.buffers():
@@ -238,15 +265,20 @@ class AdaptationTrainer:
                 save_image_grid(grid, self.output_dir / "grids" / f"step_{step:06d}.png")
             if args.eval_every and (step + 1) % args.eval_every == 0 and step + 1 < args.steps:
                 self._evaluate(ctx, G_ema, step + 1, state)
-            final_step = step + 1 == args.steps
+                stopped_early = self._no_longer_improving(state, step + 1)
+            final_step = step + 1 == args.steps or stopped_early
             # from scratch, the last step is checkpointed too: long trainings run in chunks (--resume latest
             # with a larger --steps) and must continue exactly where the previous chunk stopped
             if args.save_every and (self.from_scratch if final_step else (step + 1) % args.save_every == 0):
                 self._save_checkpoint(accelerator, step + 1)
+            if stopped_early:
+                logger.info("%s has not improved for %d evaluations: stopping at step %d", args.select_best,
+                            args.patience, step + 1)
+                break
         wall = time.time() - t0
         replicas_identical = self._check_replicas(accelerator, G)
-        if args.eval_metrics:
-            self._evaluate(ctx, G_ema, args.steps, state)
+        if args.eval_metrics and not stopped_early:  # an early stop has just evaluated this step
+            self._evaluate(ctx, G_ema, state["step"], state)
         accelerator.wait_for_everyone()
         if main:
             self._finish(ctx, source_G, G_ema, D, d_origin, base, shot_records, data_id, wall, images, replicas_identical, state)
@@ -262,13 +294,83 @@ class AdaptationTrainer:
                     torch.distributed.all_reduce(p.grad)
                     p.grad /= world
 
-    def _d_step(self, ctx, real_raw, index, opt_d, step, world) -> dict[str, float]:
+    def _generate(self, ctx, z, return_features: bool = False):
+        """ctx.G(z), style-mixed with probability --style-mixing (a second latent takes over from a
+        random layer, as StyleGAN2/RICK/CDC training does) when the generator has a style space."""
+        G = ctx.unwrap(ctx.G)
+        p = self.args.style_mixing
+        if p and G.has_style_space and z.ndim == 2 and self.method.allow_style_mixing(ctx, ctx.step) and float(torch.rand(())) < p:
+            mix = {"mix_z": torch.randn_like(z), "mix_index": int(torch.randint(1, G.n_latent, ()))}
+            return ctx.G(z, return_features=return_features, **mix)
+        return ctx.G(z, return_features=return_features)
+
+    def _path_length_on(self, G) -> bool:
+        return bool(self.args.pl_weight) and getattr(G, "has_style_space", False)
+
+    def _adam(self, params, lr, lazy_every):
+        """Adam with StyleGAN2's lazy-regularisation correction when asked (a regularised step every k)."""
+        if not params:
+            return None
+        args = self.args
+        ratio = lazy_every / (lazy_every + 1) if args.lazy_regularization and lazy_every else 1.0
+        return torch.optim.Adam(params, lr=lr * ratio, betas=(args.beta1**ratio, args.beta2**ratio))
+
+    @staticmethod
+    def _group_names(model, groups: list[str] | None, flag: str) -> set[str] | None:
+        if groups is None or model is None:
+            return None
+        available = model.parameter_groups()
+        unknown = [g for g in groups if g not in available]
+        if unknown:
+            raise FsgenError(f"{flag}: unknown parameter group(s) {', '.join(unknown)}; "
+                             f"this {type(model).__name__} has {', '.join(available)} (or all)")
+        return {name for g in groups for name in available[g]}
+
+    def _select_trained_groups(self, G, D) -> None:
+        """Parameters outside --g-groups/--d-groups stop requiring gradients (before the method's own
+        preparation, which may freeze more or wrap layers)."""
+        for model, flag in ((G, "g_groups"), (D, "d_groups")):
+            names = self._group_names(model, self.args.groups(flag), "--" + flag.replace("_", "-"))
+            if names is not None:
+                for name, param in model.named_parameters():
+                    if name not in names:
+                        param.requires_grad_(False)
+
+    def _path_length_step(self, ctx, opt_g, world, state) -> dict[str, float]:
+        """StyleGAN2's lazy path-length regularisation: a separate G step every --pl-every steps."""
+        args, method, accelerator = self.args, self.method, ctx.accelerator
+        G = ctx.unwrap(ctx.G)
+        opt_g.zero_grad(set_to_none=True)
+        with accelerator.autocast():
+            z = torch.randn(max(1, args.batch_size // args.pl_batch_shrink), G.z_dim, device=accelerator.device)
+            mix = {}
+            if args.style_mixing and float(torch.rand(())) < args.style_mixing:
+                mix = {"mix_z": torch.randn_like(z), "mix_index": int(torch.randint(1, G.n_latent, ()))}
+            ws = G.styles(z, **mix)
+            if not ws.requires_grad:  # frozen mapping network: the penalty still needs d(image)/d(w)
+                ws = ws.detach().requires_grad_(True)
+            images = ctx.G(ws, input_space="w+")
+            noise = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
+            (grad,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
+            lengths = grad.pow(2).sum(2).mean(1).sqrt()
+            path_mean = state["mean_path_length"] + 0.01 * (lengths.mean() - state["mean_path_length"])
+            penalty = (lengths - path_mean).pow(2).mean()
+            loss = args.pl_weight * args.pl_every * penalty + 0 * images[0, 0, 0, 0]
+        accelerator.backward(loss)
+        self._sync_gradients(ctx.G.parameters(), world)
+        method.after_backward(ctx, "G_reg")
+        opt_g.step()
+        method.after_optimizer_step(ctx, "G_reg")
+        state["mean_path_length"] = float(path_mean.detach())
+        return {"loss_pl": penalty.item(), "path_length": float(lengths.mean().detach())}
+
+    def _d_step(self, ctx, real_raw, index, opt_d, step, world, only: set[str] | None = None) -> dict[str, float]:
         args, method, accelerator = self.args, self.method, ctx.accelerator
         opt_d.zero_grad(set_to_none=True)
         with accelerator.autocast():
             z = method.sample_latents(ctx, args.batch_size)
             with torch.no_grad():
-                fake = ctx.G(z)
+                fake = self._generate(ctx, z)
             real = ctx.augment(real_raw)
             real_logits, real_feats = method.discriminate(ctx, real, real=True, step=step)
             fake_logits, fake_feats = method.discriminate(ctx, ctx.augment(fake.detach()), real=False, step=step)
@@ -289,6 +391,10 @@ class AdaptationTrainer:
                 values["r1"] = r1.item()
         values["loss_d"] = loss.item()
         accelerator.backward(loss)
+        if only is not None:  # warm-up: only these D parameters move (Adam skips a None gradient)
+            for name, param in ctx.unwrap(ctx.D).named_parameters():
+                if name not in only:
+                    param.grad = None
         self._sync_gradients(ctx.D.parameters(), world)
         method.after_backward(ctx, "D")
         opt_d.step()
@@ -300,7 +406,7 @@ class AdaptationTrainer:
         opt_g.zero_grad(set_to_none=True)
         with accelerator.autocast():
             z = method.sample_latents(ctx, args.batch_size)
-            fake, g_feats = ctx.G(z, return_features=True)
+            fake, g_feats = self._generate(ctx, z, return_features=True)
             batch = StepBatch("G", step, z=z, fake=fake, fake_features=g_feats)
             loss = torch.zeros((), device=accelerator.device)
             values = {}
@@ -359,15 +465,23 @@ class AdaptationTrainer:
 
         names = [m.strip() for m in args.eval_metrics.split(",") if m.strip()]
         reference = args.eval_reference if args.eval_reference else ctx.train_images
+        # a reference set of the domain is held out: shots found in it (by content) are dropped
+        exclude = ctx.train_images.cpu() if args.eval_reference else None
         results = evaluate(G_ema, reference, names, num_samples=args.eval_num_samples, shots=ctx.train_images,
                            seed=args.seed, device=ctx.accelerator.device, step=step,
-                           output_jsonl=self.output_dir / "metrics.jsonl")
+                           output_jsonl=self.output_dir / "metrics.jsonl", exclude_from_reference=exclude,
+                           source=getattr(self, "_source_G", None))
         for result in results:
             ctx.accelerator.log({f"eval/{result.metric}": result.value}, step=step)
             if args.select_best and result.metric == args.select_best:
                 if state["best"] is None or result.value < state["best"]["value"]:
                     state["best"] = {"metric": result.metric, "value": result.value, "step": step,
                                      "weights": {k: v.detach().cpu().clone() for k, v in G_ema.state_dict().items()}}
+
+    def _no_longer_improving(self, state, step: int) -> bool:
+        """--patience: the best --select-best value is ``patience`` evaluations old."""
+        args, best = self.args, state.get("best")
+        return bool(args.patience and best is not None and step - best["step"] >= args.patience * args.eval_every)
 
     # ------------------------------------------------------------------ outputs
     def _finish(self, ctx, source_G, G_ema, D, d_origin, base, shot_records, data_id, wall, images, replicas, state):
@@ -394,7 +508,8 @@ class AdaptationTrainer:
             "base_model": base,
             "data": _data_record(data_id, shot_records, args),
             "training": {
-                "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+                "steps": args.steps, "steps_run": state["step"], "stopped_early": state["step"] < args.steps,
+                "batch_size": args.batch_size, "seed": args.seed,
                 "mixed_precision": args.mixed_precision, "num_processes": ctx.accelerator.num_processes,
                 "replicas_identical": replicas, "wall_time_s": round(wall, 1),
                 "hardware": hardware_description(ctx.accelerator), "discriminator": d_origin,
@@ -432,10 +547,28 @@ def _data_record(data_id, records: list[dict], args: TrainingArguments) -> dict:
     drawn = args.shots is not None  # the shot seed matters only when a subset was drawn
     data = {"id": data_id, "shots": len(records), "shot_seed": args.shot_seed if drawn else None,
             "image_column": args.image_column}
+    # a dataset's configuration, split and revision, recorded when they are not the defaults
+    for key, value in (("config", args.data_config), ("split", args.data_split), ("revision", args.data_revision)):
+        if value is not None and not (key == "split" and value == "train"):
+            data[key] = value
     if len(records) <= MAX_LISTED_FILES:
         return {**data, "files": records}
     digest = hashlib.sha256("".join(r["sha256"] for r in records).encode()).hexdigest()
     return {**data, "files": [], "files_digest": digest}
+
+
+def _trackers(report_to: str) -> str | None:
+    """Accelerate's ``log_with`` for ``--report-to``, with a one-line error when the tracker is not installed."""
+    import importlib.util
+
+    if report_to == "none":
+        return None
+    needed = {"tensorboard": ["tensorboard"], "wandb": ["wandb"], "all": []}[report_to]
+    for package in needed:
+        if importlib.util.find_spec(package) is None:
+            hint = "pip install wandb" if package == "wandb" else "pip install 'fsgen_hub[train]'"
+            raise FsgenError(f"--report-to {report_to} needs the {package} package: {hint} (or --report-to none)")
+    return report_to
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> None:
