@@ -359,7 +359,8 @@ def main(argv=None) -> None:
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--spec", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads per worker (default: the cores split between the --jobs workers)")
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args)))
@@ -407,7 +408,7 @@ def run_all(args) -> None:
             raise FsgenError(f"{row['method']} in {results_file} ran with options {row.get('options')}: "
                              "give the new variant another label or use another --out")
     done = {(r["method"], r["seed"]) for r in rows}
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     common = [f"--source={args.source}", f"--target={args.target}", f"--steps={args.steps}",
               f"--patience={args.patience}", f"--eval-every={args.eval_every}", f"--eval-samples={args.eval_samples}",
               f"--device={args.device}", f"--out={out}", f"--threads={threads}"]

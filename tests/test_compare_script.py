@@ -101,8 +101,10 @@ def test_curves_average_seeds_and_start_at_the_source(finished):
 def test_bad_variants_and_changed_settings_fail_in_one_line(pair, finished):
     source, target, root = pair
     proc = _compare(*_argv(source, target, root / "bad", "--variant=x=freezed:no_such_option=1"))
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
-        "error: --variant x: unknown option(s) no_such_option for FreezeDConfig; valid: frozen_blocks"]
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1
+    assert lines[0].startswith("error: --variant x: unknown option(s) no_such_option for FreezeDConfig; valid: ")
+    assert "frozen_blocks" in lines[0]
     assert not (root / "bad" / "results.json").exists()
     out, _ = finished
     proc = _compare(*_argv(source, target, out, "--methods=finetune", "--seeds=0", "--patience=1"))

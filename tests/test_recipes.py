@@ -48,7 +48,8 @@ def test_recipe_fills_only_what_the_user_left_unset(tmp):
     assert used["lr_g"] == 2e-4 and used["beta1"] == 0.5            # a DCGAN keeps its own Adam settings
     plain = AdaptationTrainer(args_for(tmp, "dcgan", "ft", method="finetune")).train()
     used = json.loads((plain / "logs" / "run_args.json").read_text())
-    assert used["batch_size"] == 8 and used["r1_gamma"] == 1.0 and used["g_groups"] == "all"  # fallbacks
+    assert used["batch_size"] == 4                                   # rosinality/CDC's fine-tuning batch
+    assert used["r1_gamma"] == 1.0 and used["g_groups"] == "all"    # StyleGAN2's R1 10 is not a DCGAN's: fallback
 
 
 def test_unknown_parameter_group_is_a_one_line_error(tmp):
@@ -117,3 +118,19 @@ def test_lazy_regularisation_corrects_adam_like_stylegan2(tmp):
     assert group["lr"] == pytest.approx(0.002 * 4 / 5) and group["betas"] == (0.0, pytest.approx(0.99 ** 0.8))
     trainer.args.lazy_regularization = False
     assert trainer._adam([torch.nn.Parameter(torch.zeros(1))], 0.002, 4).param_groups[0]["lr"] == 0.002
+
+
+def test_freezed_default_trains_the_last_three_d_blocks_and_the_output_layer(tmp):
+    from fsgen_hub.hub import AutoDiscriminator
+
+    source_D = AutoDiscriminator.from_pretrained(tmp / "sg2")
+    out = AdaptationTrainer(args_for(tmp, "sg2", "freezed", method="freezed", steps=2)).train()
+    D = AutoDiscriminator.from_pretrained(out)
+    blocks = source_D.blocks()
+    before, after = source_D.state_dict(), D.state_dict()
+    frozen, trained = blocks[: len(blocks) - 4], blocks[len(blocks) - 4:]   # 3 blocks + final_linear train
+    assert frozen and all(torch.equal(before[n], after[n]) for block in frozen for n, _ in block)
+    assert all(any(not torch.equal(before[n], after[n]) for n, _ in block) for block in trained)
+    used = json.loads((out / "logs" / "run_args.json").read_text())
+    assert used["r1_every"] == 1 and used["lazy_regularization"] is False and used["pl_weight"] == 0
+    assert used["style_mixing"] == 0.9 and used["batch_size"] == 8

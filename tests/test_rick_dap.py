@@ -47,9 +47,9 @@ def test_rick_recipe_trains_only_synthesis_and_d_blocks_and_warms_up_d_final_onl
     source_G, source_D = AutoGenerator.from_pretrained(setup / "src"), AutoDiscriminator.from_pretrained(setup / "src")
     method, out = run(setup, "warm", "rick", {"interval": 100}, steps=3, warmup_steps=2)
     args = json.loads((out / "logs" / "run_args.json").read_text())
-    assert args["batch_size"] == 2 and args["r1_gamma"] == 10 and args["g_groups"] == "synthesis"
-    assert args["augment"] == "none" and args["lazy_regularization"] is True
-    assert args["pl_weight"] is None or args["pl_weight"] == 0  # a DCGAN has no style space: no path length
+    assert args["batch_size"] == 2 and args["g_groups"] == "synthesis" and args["d_groups"] == "blocks,final"
+    assert args["augment"] == "none" and args["ema_half_life"] == pytest.approx(312.5)
+    assert args["pl_weight"] == 0 and args["style_mixing"] == 0  # a DCGAN has no style space
     G, D = AutoGenerator.from_pretrained(out), AutoDiscriminator.from_pretrained(out)
     g_groups, d_groups = source_G.parameter_groups(), source_D.parameter_groups()
     g_src, g_new = source_G.state_dict(), G.state_dict()
@@ -201,3 +201,19 @@ def test_dap_revives_a_filter_with_its_values_from_pruning_time(tiny_dcgan):
     masks.update([first], [torch.zeros(n, dtype=torch.bool)], permanent=False, revive=False)
     masks.update([torch.zeros(n, dtype=torch.bool)], [torch.zeros(n, dtype=torch.bool)], permanent=False, revive=False)
     assert torch.count_nonzero(weight.detach()[:, 0]) == 0      # revive=false: released but left at zero
+
+
+def test_dap_first_decision_uses_ema_passes_then_the_continuous_estimate(setup, monkeypatch):
+    import fsgen_hub.methods.pruning as pruning
+
+    calls = []
+    original = pruning.adversarial_parameter_fisher
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pruning, "adversarial_parameter_fisher", counting)
+    method, _ = run(setup, "first", "dap", {"interval": 3}, steps=9)
+    assert len(method.history) == 3 and len(calls) == 1          # only the decision at the end of the warm-up
+    assert all(f.count > 0 for f in method.fisher.values())

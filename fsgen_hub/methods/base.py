@@ -158,8 +158,11 @@ class AdaptationMethod(ABC):
     def training_defaults(self, G: nn.Module) -> dict[str, Any]:
         """The method's training recipe for generator ``G``: values for TrainingArguments settings
         (batch_size, r1_gamma, pl_weight, style_mixing, warmup_steps, g_groups, d_groups, ema_half_life,
-        augment, lazy_regularization, lr_g ...) that apply only where the user set nothing."""
-        return {}
+        augment, lazy_regularization, lr_g ...) that apply only where the user set nothing. Default:
+        the method's entry in ``fsgen_hub.methods.recipes`` (from its official code)."""
+        from fsgen_hub.methods.recipes import recipe_for
+
+        return recipe_for(self.name, G)
 
     def prepare(self, ctx: AdaptContext) -> None:
         """Modify ctx.G / ctx.D in place (wrap layers, add parameters, freeze) and build frozen copies."""

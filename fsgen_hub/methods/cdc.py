@@ -35,12 +35,6 @@ from fsgen_hub.errors import FsgenError
 from fsgen_hub.methods.base import AdaptationMethod, MethodConfig, register_method
 from fsgen_hub.models.ops import EqualConv2d, FusedLeakyReLU
 
-# train.py argparse defaults: batch 4, r1 10, path_regularize 2 (g_reg_every 4, path_batch_shrink 2),
-# d_reg_every 16, mixing 0.9, lr 0.002 with the reg-ratio correction, no augmentation, accum 0.5 ** (32 / 10k)
-CDC_RECIPE = {"batch_size": 4, "r1_gamma": 10.0, "r1_every": 16, "lazy_regularization": True,
-              "ema_half_life": 10_000 / 32, "augment": "none"}
-CDC_STYLE_RECIPE = {"pl_weight": 2.0, "pl_every": 4, "pl_batch_shrink": 2, "style_mixing": 0.9}
-
 
 def distance_consistency(source_feats: list[torch.Tensor], target_feats: list[torch.Tensor],
                          layer_of_anchor: list[int]) -> dict[str, torch.Tensor]:
@@ -111,9 +105,6 @@ class CDC(AdaptationMethod):
         torch.manual_seed(cfg.seed)
         self.heads = nn.ModuleDict({k.replace(".", "_"): patch_head(feats[k].shape[1]) for k in self.patch_keys}).to(ctx.device)
         self._patch_choice: dict[int, str] = {}
-
-    def training_defaults(self, G):
-        return {**CDC_RECIPE, **(CDC_STYLE_RECIPE if getattr(G, "has_style_space", False) else {})}
 
     def discriminator_parameters(self, ctx):
         return [p for p in ctx.D.parameters() if p.requires_grad] + list(self.heads.parameters())

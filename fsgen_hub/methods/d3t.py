@@ -42,6 +42,9 @@ the target discriminator on both the real and fake samples." The equations below
 The adversarial losses stay as in fine-tuning. Without a source discriminator (d_origin "fresh"), ctx.D is
 random: distilling it is meaningless, so (c) is disabled with a warning and recorded in the method state and
 ``d3t.json``; (b) falls back to pixel features.
+
+Recipe: no official code is available to us, so the trainer's fallbacks apply (``fsgen_hub.methods.recipes``
+has no D3T entry).
 """
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ on them the same way (freeze = gradients held at zero, prune = weights held at z
 1. Importance (``fisher="continuous"``). Every unit's Fisher is the running mean, over training steps,
    of the squared gradient of the step's own losses (G's adversarial loss for G, D's for D), reduced to
    filters as RICK does. It costs no extra pass; ``fisher="ema"`` takes RICK's periodic single-image
-   passes on the EMA copies instead. (With a mini-batch of B, the squared batch gradient estimates
+   passes on the EMA copies instead. The first decision, at the end of the warm-up, comes before any
+   G step, so it uses those passes in either mode. (With a mini-batch of B, the squared batch gradient estimates
    (1/B)·Fisher + (1 − 1/B)·(mean gradient)², see fisher.py.)
 2. Per-layer ratios from cumulative importance (``ratio_rule="cumulative_share"``). Within each unit
    the scores become shares s_f = F_f / Σ F; sorted ascending, the unit's pruning ratio is the largest
@@ -37,11 +38,9 @@ end of the warm-up), ``ratio_rule=global_percentile`` (RICK's pooled percentiles
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from fsgen_hub.methods.base import register_method
 from fsgen_hub.methods.pruning import FilterPruningMethod, PruningConfig
-from fsgen_hub.methods.rick import rick_training_defaults
 
 
 @dataclass
@@ -58,9 +57,6 @@ class DAPConfig(PruningConfig):
 class DAP(FilterPruningMethod):
     description = "RICK's recipe with continuous Fisher, per-layer ratios from cumulative importance re-decided during training, freezing and revival"
     paper = "A dynamic pruning approach for cross-domain few-shot image generation, Journal of Graphics 2026"
-
-    def training_defaults(self, G) -> dict[str, Any]:
-        return rick_training_defaults(G)
 
 
 register_method("dap", DAPConfig, DAP)

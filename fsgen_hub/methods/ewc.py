@@ -7,6 +7,14 @@ source discriminator (the paper's likelihood proxy), one single-image backward e
 of the order 5e8 for StyleGAN (Fisher values are tiny); their scale depends on the model, so λ is a knob.
 A source without a discriminator (e.g. the DigiFace DCGAN) gets Fisher from a freshly initialised D:
 the run warns, since the weighting then reflects an untrained critic.
+
+Recipe (``fsgen_hub.methods.recipes``): the authors released no code. The few-shot papers that compare
+with EWC (CDC, RICK, AdAM) run it on rosinality's StyleGAN2 trainer, so it gets that trainer's settings:
+everything trains, batch 4, R1 γ 10 every 16 steps, path length 2 every 4, style mixing 0.9, lazy-
+regularisation Adam, no augmentation, EMA half-life 312.5 steps. Sony's NNabla re-implementation
+(nnabla-examples ``image-generation/stylegan2-ewc``) estimates Fisher over 100 samples of the
+log-likelihood log σ(D(G(z))), restricted to conv weights, and averages (not sums) the penalty with
+λ = 100; our sum with λ 5e8 follows the paper's scale.
 """
 from __future__ import annotations
 

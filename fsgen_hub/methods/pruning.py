@@ -162,8 +162,10 @@ class UnitMasks:
             for _, tensor, sel in self._slices(unit, held):
                 if tensor.grad is not None:
                     tensor.grad.masked_fill_(sel, 0.0)
+                # a zero first moment makes Adam's update exactly zero; the second moment is left to
+                # decay as in RICK (zeroing it would make the first step after release ~1/sqrt(1-beta2) lr)
                 state = _optimizer_state(optimizer, tensor)
-                for key in ("exp_avg", "exp_avg_sq", "momentum_buffer"):
+                for key in ("exp_avg", "momentum_buffer"):
                     if key in state and state[key].shape == tensor.shape:
                         state[key].masked_fill_(sel, 0.0)
 
@@ -369,7 +371,9 @@ class FilterPruningMethod(AdaptationMethod):
 
     # --- decisions ---------------------------------------------------------------------
     def importance(self, ctx: AdaptContext) -> dict[str, list[torch.Tensor]]:
-        if self.config.fisher == "continuous":
+        # the continuous estimate is empty at the end of the warm-up (G has not stepped yet): that first
+        # decision takes RICK's passes on the EMA copies, as RICK's own first decision does
+        if self.config.fisher == "continuous" and all(f.count > 0 for f in self.fisher.values()):
             return {key: [v.clone().double() for v in f.values] for key, f in self.fisher.items()}
         gen = torch.Generator().manual_seed(int(ctx.args.seed) * 1000003 + ctx.step)
         index = torch.randint(len(ctx.train_images), (len(self.fisher_latents),), generator=gen)

@@ -30,34 +30,16 @@ decisions against that code):
   the best g_ema by FID on the evaluation set kept (``--select-best`` here; it uses the evaluation set).
 * **Differences.** R1 is added to the D loss of its step rather than taking a separate optimiser step;
   the real image of each Fisher pass is drawn at random from the shots; pruned filters are held at zero
-  in the EMA generator too (RICK lets them decay there). On a DCGAN (no style space) the recipe drops
-  path-length regularisation and style mixing, and the architecture's Adam settings apply.
+  in the EMA generator too (RICK lets them decay there). On a DCGAN (no style space) the recipe keeps
+  batch, groups, warm-up, EMA and no augmentation, and drops what is StyleGAN2's own (R1 10 with lazy
+  regularisation, path length, style mixing). The recipe itself is ``fsgen_hub.methods.recipes``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from fsgen_hub.methods.base import register_method
 from fsgen_hub.methods.pruning import FilterPruningMethod, PruningConfig
-
-# train_dynamic_update_prune.py: argparse defaults (r1 10, path_regularize 2, g_reg_every 4, d_reg_every 16,
-# path_batch_shrink 2, mixing 0.9, lr 0.002, augment off), accum = 0.5 ** (32 / (10 * 1000)), the optimiser
-# parameter lists ('convs' for G; 'convs' but not 'convs.0', and 'final', for D), the warm-up loop
-# ('final' only); the README command (--batch 2 --iter 1750 --warmup_iter 250 --fisher_freq 50).
-RICK_RECIPE: dict[str, Any] = {
-    "batch_size": 2, "r1_gamma": 10.0, "r1_every": 16, "lazy_regularization": True,
-    "g_groups": "synthesis", "d_groups": "blocks,final", "warmup_steps": 250, "warmup_d_groups": "final",
-    "ema_half_life": 10_000 / 32, "augment": "none",
-}
-RICK_STYLE_RECIPE: dict[str, Any] = {"pl_weight": 2.0, "pl_every": 4, "pl_batch_shrink": 2, "style_mixing": 0.9}
-
-
-def rick_training_defaults(G) -> dict[str, Any]:
-    recipe = dict(RICK_RECIPE)
-    if getattr(G, "has_style_space", False):
-        recipe.update(RICK_STYLE_RECIPE)
-    return recipe
 
 
 @dataclass
@@ -73,9 +55,6 @@ class RICKConfig(PruningConfig):
 class RICK(FilterPruningMethod):
     description = "RICK: Fisher on the EMA copies every 50 steps; freeze the top 60% of G/D filters, prune the bottom 0.1%"
     paper = "Zhao et al., CVPR 2023 (arXiv:2304.07574)"
-
-    def training_defaults(self, G) -> dict[str, Any]:
-        return rick_training_defaults(G)
 
 
 register_method("rick", RICKConfig, RICK)

@@ -54,6 +54,16 @@ def normalize(desc: torch.Tensor, channels: int = 3) -> torch.Tensor:
     return ((d - mean) / (std + 1e-8)).view_as(desc)
 
 
+def _sorted_columns(x: torch.Tensor) -> torch.Tensor:
+    """Each column sorted. On the CPU through NumPy: torch.sort along dim 0 of a (32k, 128) matrix takes
+    ~7x longer, and it was 90 % of an evaluation; sorting is exact, so the values are the same."""
+    if x.device.type == "cpu":
+        import numpy as np
+
+        return torch.from_numpy(np.sort(x.numpy(), axis=0))
+    return torch.sort(x, dim=0).values
+
+
 def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, directions: int, repeats: int, gen: torch.Generator) -> float:
     n = min(len(a), len(b))
     a, b = a[torch.randperm(len(a), generator=gen)[:n]], b[torch.randperm(len(b), generator=gen)[:n]]
@@ -61,8 +71,7 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, directions: int, repeat
     for _ in range(repeats):
         dirs = torch.randn(a.shape[1], directions, generator=gen)
         dirs = dirs / dirs.norm(dim=0, keepdim=True)
-        pa, _ = torch.sort(a @ dirs, dim=0)
-        pb, _ = torch.sort(b @ dirs, dim=0)
+        pa, pb = _sorted_columns(a @ dirs), _sorted_columns(b @ dirs)
         results.append((pa - pb).abs().mean())
     return float(torch.stack(results).mean())
 

@@ -25,8 +25,34 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     """Upsample by zero insertion, pad (negative = crop), convolve with ``kernel``, downsample.
 
     ``pad`` is (before, after), the same on both axes. The kernel is flipped so that this is a true
-    convolution, as in the reference implementations.
+    convolution, as in the reference implementations. The common cases run as one depthwise
+    (transposed) convolution that pads, inserts the zeros and subsamples itself, with no copies.
     """
+    n, c, h, w = x.shape
+    kernel = kernel.to(x.dtype)
+    p0, p1 = pad
+    if up > 1 and down == 1:
+        # zero insertion + padding + true convolution is exactly a transposed convolution (which also
+        # convolves, unflipped) whenever the padding has its form: K-1-padding before, +output_padding after
+        padding, output_padding = kernel.shape[0] - 1 - p0, p1 + up - 1 - p0
+        if padding >= 0 and 0 <= output_padding < up and kernel.shape[0] == kernel.shape[1]:
+            weight = kernel[None, None].expand(c, 1, *kernel.shape)
+            return F.conv_transpose2d(x, weight, stride=up, padding=padding, output_padding=output_padding, groups=c)
+    if up > 1:
+        x = x.reshape(n, c, h, 1, w, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(n, c, h * up, w * up)
+    weight = torch.flip(kernel, [0, 1])[None, None].expand(c, 1, *kernel.shape)
+    if p0 == p1 and p0 >= 0:
+        return F.conv2d(x, weight, padding=p0, stride=down, groups=c)  # stride = conv then keep every down-th
+    x = F.pad(x, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
+    if p0 < 0 or p1 < 0:
+        x = x[:, :, max(-p0, 0) : x.shape[2] - max(-p1, 0), max(-p0, 0) : x.shape[3] - max(-p1, 0)]
+    return F.conv2d(x, weight, stride=down, groups=c)
+
+
+def upfirdn2d_reference(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """The step-by-step definition (zero insertion, pad, flipped-kernel conv, subsample): tests compare against it."""
     n, c, h, w = x.shape
     if up > 1:
         x = x.reshape(n, c, h, 1, w, 1)
@@ -38,9 +64,7 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
         x = x[:, :, max(-p0, 0) : x.shape[2] - max(-p1, 0), max(-p0, 0) : x.shape[3] - max(-p1, 0)]
     weight = torch.flip(kernel, [0, 1]).to(x.dtype)[None, None].expand(c, 1, *kernel.shape)
     x = F.conv2d(x, weight, groups=c)
-    if down > 1:
-        x = x[:, :, ::down, ::down]
-    return x
+    return x[:, :, ::down, ::down] if down > 1 else x
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor, negative_slope: float = 0.2, scale: float = SQRT2) -> torch.Tensor:

@@ -17,6 +17,7 @@ import os
 import platform
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -402,6 +403,10 @@ class AdaptationTrainer:
         return values
 
     def _g_step(self, ctx, opt_g, step, world) -> dict[str, float]:
+        with _frozen_outside(ctx.D, opt_g):  # D's own gradients are not needed in the G phase
+            return self._g_step_body(ctx, opt_g, step, world)
+
+    def _g_step_body(self, ctx, opt_g, step, world) -> dict[str, float]:
         args, method, accelerator = self.args, self.method, ctx.accelerator
         opt_g.zero_grad(set_to_none=True)
         with accelerator.autocast():
@@ -569,6 +574,24 @@ def _trackers(report_to: str) -> str | None:
             hint = "pip install wandb" if package == "wandb" else "pip install 'fsgen_hub[train]'"
             raise FsgenError(f"--report-to {report_to} needs the {package} package: {hint} (or --report-to none)")
     return report_to
+
+
+@contextmanager
+def _frozen_outside(module: torch.nn.Module | None, optimizer):
+    """Parameters of ``module`` that ``optimizer`` does not train get no gradient while inside.
+
+    The G phase backpropagates through D only to reach G: D's own weight gradients would be computed
+    (about a third of D's backward) and then thrown away by the next D phase.
+    """
+    trained = {id(p) for group in optimizer.param_groups for p in group["params"]} if optimizer is not None else set()
+    frozen = [p for p in module.parameters() if p.requires_grad and id(p) not in trained] if module is not None else []
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> None:
