@@ -1,4 +1,4 @@
-"""DAP/RICK masks, one mechanism at a time: resume, revival, permanence, Adam moments and gradients of held
+"""DAP/RICK masks, one mechanism at a time: resume, revival, permanence, Adam first moments and gradients of held
 filters, frozen values, the freeze/prune thresholds at a tie, the EMA generator and the exported folder.
 
 Every run passes its method options and warm-up explicitly (never relying on a method's defaults), and the
@@ -49,10 +49,13 @@ def slices(model, masks, tensors=None) -> dict[str, torch.Tensor]:
     return {key: t.detach().transpose(0, axis)[mask].clone() for key, t, axis, mask in entries(model, masks, tensors)}
 
 
-def moment_slices(model, optimizer, masks) -> dict[str, torch.Tensor]:
+def first_moment_slices(model, optimizer, masks) -> dict[str, torch.Tensor]:
+    """Adam's first moment (``exp_avg``) at the selected entries. Held entries must have it at zero: that is what
+    makes Adam's update of a frozen filter exactly zero. The second moment is deliberately left to decay, as in
+    RICK (pruning.py: zeroing it would make the first step after a release about 1/sqrt(1-beta2) times lr)."""
     optimizer = getattr(optimizer, "optimizer", optimizer)  # Accelerate's wrapper
     out = {}
-    for moment in ("exp_avg", "exp_avg_sq"):
+    for moment in ("exp_avg",):
         tensors = {n: optimizer.state.get(p, {}).get(moment, torch.zeros_like(p)) for n, p in model.named_parameters()}
         out.update({f"{moment}:{k}": v for k, v in slices(model, masks, tensors).items()})
     return out
@@ -97,7 +100,7 @@ class Recorder:
         super().__init__(config)
         self.scripted = scripted          # scripted(decision_index, G, units) -> importance per G unit
         self.before, self.after = [], []  # {"G": state, "D": state} just before / after each decision
-        self.moments_of_held = []         # per decision: Adam moments of the entries held since the previous one
+        self.moments_of_held = []         # per decision: Adam first moments of the entries held since the previous one
         self.frozen_copy = None           # per network: frozen entries as the latest decision left them
         self.frozen_drift = []            # (step, network) where a frozen entry differed from frozen_copy
         self.ema_unmasked = []            # steps at which a pruned entry of the EMA generator was not zero
@@ -114,7 +117,7 @@ class Recorder:
     def decide(self, ctx, step):
         moments = {}
         for key, masks in self.masks.items():
-            moments.update({f"{key}:{k}": v for k, v in moment_slices(masks.model, ctx.optimizers[key], held(masks)).items()})
+            moments.update({f"{key}:{k}": v for k, v in first_moment_slices(masks.model, ctx.optimizers[key], held(masks)).items()})
         self.moments_of_held.append(moments)
         self.before.append({key: state_of(m.model) for key, m in self.masks.items()})
         super().decide(ctx, step)
@@ -231,7 +234,7 @@ def test_permanent_pruning_keeps_the_filter_pruned_to_the_exported_model(sources
 
 
 # ----------------------------------------------------------------------------- 3. each masking mechanism
-def test_held_filters_get_zero_gradients_and_adam_moments_and_do_not_move():
+def test_held_filters_get_zero_gradients_and_first_moments_and_do_not_move():
     G, _ = tiny_stylegan2_models()
     masks = UnitMasks(G, G.fisher_units())
     masks.pruned["convs.0.conv.weight"][1] = True
@@ -256,7 +259,8 @@ def test_held_filters_get_zero_gradients_and_adam_moments_and_do_not_move():
         assert all_zero(slices(G, held(masks), {n: p.grad for n, p in G.named_parameters()}))
         optimizer.step()
         masks.apply_to_weights()
-    assert all_zero(moment_slices(G, optimizer, held(masks)))
+    assert all_zero(first_moment_slices(G, optimizer, held(masks)))
+    assert not all_zero(first_moment_slices(G, optimizer, only(G, "convs.3.conv.weight", 0)))
     assert equal(slices(G, masks.frozen), frozen_before)        # frozen: bit for bit, through Adam's momentum
     assert all_zero(slices(G, masks.pruned))
     assert not equal(slices(G, only(G, "convs.3.conv.weight", 0)), free_before)
@@ -280,7 +284,7 @@ def test_stylegan2_dap_with_freezing_holds_frozen_values_moments_and_the_ema_mas
     assert [h["step"] for h in probe.history] == [1, 3, 5, 7]
     for key in ("G", "D"):
         assert any(m.any() for m in probe.masks[key].frozen.values()) and any(m.any() for m in probe.masks[key].pruned.values())
-    # the moments of every entry held since the previous decision are zero when the next one comes
+    # the first moments of every entry held since the previous decision are zero when the next one comes
     assert all(moments and all_zero(moments) for moments in probe.moments_of_held[1:])
     assert probe.frozen_drift == []     # frozen entries equal the copy taken at decision time, after every step
     assert probe.ema_unmasked == []     # the EMA generator carries the pruning masks after every step
