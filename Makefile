@@ -14,7 +14,7 @@ main: $(BIN)/fsgen         ## the main job: adapt the embedded default source to
 
 test: $(BIN)/fsgen         ## lint, then the fast CPU test suite
 	$(BIN)/ruff check .
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 test-slow: $(BIN)/fsgen    ## real-data runs (needs ../shared)
 	$(BIN)/python -m pytest -q -m slow

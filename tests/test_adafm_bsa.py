@@ -5,22 +5,18 @@ import copy
 
 import pytest
 import torch
-from conftest import write_random_images
+from helpers import run as adapt
+from helpers import tiny_stylegan2_models, write_random_images
 
 from fsgen_hub.errors import FsgenError, MissingWeightsError
 from fsgen_hub.methods.base import get_method
 from fsgen_hub.methods.delta import adapter_tensors, bake, plain_state
-from fsgen_hub.models.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
 from fsgen_hub.training.arguments import TrainingArguments
 from fsgen_hub.training.trainer import AdaptationTrainer
 
 
-def tiny_stylegan2(channels: int = 4):
-    torch.manual_seed(0)
-    config = StyleGAN2Config(resolution=16, style_dim=8, n_mlp=1, channels={str(r): channels for r in (4, 8, 16)})
-    G = StyleGAN2Generator(config)
-    G.mean_latent(64)
-    return G, StyleGAN2Discriminator(config)
+def tiny_stylegan2():
+    return tiny_stylegan2_models(channels=4)
 
 
 @pytest.fixture
@@ -35,12 +31,7 @@ def setup(tmp_path, tiny_dcgan):
 
 
 def run(tmp, source, method, options, steps=4, **kw):
-    args = TrainingArguments(source=str(tmp / source), data=str(tmp / "data"), shots=4, method=method,
-                             method_options=options, steps=steps, batch_size=2, sample_every=0,
-                             output_dir=str(tmp / f"{source}-{method}"), log_every=1, device="cpu", seed=1,
-                             **{"save_every": 0, **kw})
-    trainer = AdaptationTrainer(args)
-    return trainer, trainer.train()
+    return adapt(tmp / source, tmp / "data", tmp / f"{source}-{method}", method, options, steps=steps, **kw)
 
 
 def outputs(G, z):

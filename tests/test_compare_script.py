@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import save_tiny_dcgan_source, write_random_images
+from helpers import save_tiny_dcgan_source, write_random_images
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_methods.py"
 STEPS, EVAL_EVERY = 8, 2

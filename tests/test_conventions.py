@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 import yaml
-from conftest import save_tiny_dcgan_source, write_random_images
+from helpers import save_tiny_dcgan_source, write_random_images
 from huggingface_hub import ModelCard
 
 from fsgen_hub.cli import main as cli_main

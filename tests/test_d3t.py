@@ -6,15 +6,13 @@ import math
 
 import pytest
 import torch
-from conftest import write_random_images
+from helpers import run as adapt
+from helpers import tiny_stylegan2_models, write_random_images
 
 from fsgen_hub.errors import FsgenError
 from fsgen_hub.io import read_jsonl
 from fsgen_hub.methods.base import get_method
 from fsgen_hub.methods.d3t import invert_images, mmd2
-from fsgen_hub.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator
-from fsgen_hub.training.arguments import TrainingArguments
-from fsgen_hub.training.trainer import AdaptationTrainer
 
 G_KEYS = {"loss_g_d3t_rec", "loss_g_d3t_mmd"}
 D_KEYS = {"loss_d_distill_real", "loss_d_distill_fake"}
@@ -30,12 +28,8 @@ def setup(tmp_path, tiny_dcgan):
 
 
 def run(tmp, source, options, steps=3):
-    args = TrainingArguments(source=str(tmp / source), data=str(tmp / "data"), shots=4, method="d3t",
-                             method_options={"inversion_steps": 10, "inversion_candidates": 8, **options}, steps=steps,
-                             batch_size=2, output_dir=str(tmp / f"run-{source}"), save_every=0, sample_every=0,
-                             log_every=1, device="cpu", seed=1)
-    trainer = AdaptationTrainer(args)
-    return trainer, trainer.train()
+    options = {"inversion_steps": 10, "inversion_candidates": 8, **options}
+    return adapt(tmp / source, tmp / "data", tmp / f"run-{source}", "d3t", options, steps=steps)
 
 
 def test_inversion_recovers_images_the_source_can_make(tiny_dcgan):
@@ -50,10 +44,7 @@ def test_inversion_recovers_images_the_source_can_make(tiny_dcgan):
 
 @pytest.mark.parametrize("space", ["w+", "w"])
 def test_inversion_stylegan2_latent_spaces(space):
-    torch.manual_seed(0)
-    config = StyleGAN2Config(resolution=16, style_dim=8, n_mlp=1, channels={"4": 4, "8": 4, "16": 4})
-    G = StyleGAN2Generator(config).eval()
-    G.mean_latent(64)
+    G = tiny_stylegan2_models(channels=4)[0].eval()
     with torch.no_grad():
         targets = G(torch.randn(2, 8, generator=torch.Generator().manual_seed(5)), noise_mode="const")
     latents, before, after = invert_images(G, targets, steps=8, lr=0.05, space=space)

@@ -5,16 +5,14 @@ import json
 
 import pytest
 import torch
-from conftest import save_tiny_dcgan_source, write_random_images
+from helpers import run as adapt
+from helpers import save_tiny_dcgan_source, save_tiny_stylegan2_source, write_random_images
 from safetensors.torch import load_file
 
 from fsgen_hub.errors import CheckpointError, ModelNotFoundError
 from fsgen_hub.hub import AutoGenerator
 from fsgen_hub.methods.bsa import load_latent_fit, sample_latent_fit
 from fsgen_hub.methods.delta import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, load_delta, merge
-from fsgen_hub.models.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
-from fsgen_hub.training.arguments import TrainingArguments
-from fsgen_hub.training.trainer import AdaptationTrainer
 
 
 @pytest.fixture(scope="module")
@@ -22,21 +20,14 @@ def setup(tmp_path_factory):
     """Two short runs shared by the tests (training is the slow part): AdaFM on a DCGAN, BSA on a StyleGAN2."""
     tmp = tmp_path_factory.mktemp("delta")
     save_tiny_dcgan_source(tmp / "dcgan")
-    torch.manual_seed(0)
-    config = StyleGAN2Config(resolution=16, style_dim=8, n_mlp=1, channels={"4": 8, "8": 8, "16": 8})
-    S = StyleGAN2Generator(config)
-    S.mean_latent(64)
-    S.save_pretrained(tmp / "stylegan2", discriminator=StyleGAN2Discriminator(config))
+    save_tiny_stylegan2_source(tmp / "stylegan2", channels=8)
     write_random_images(tmp / "data")
     runs = {"adafm": run(tmp, "dcgan", "adafm", {"train": []}), "bsa": run(tmp, "stylegan2", "bsa", {"lr": 0.05})}
     return tmp, runs
 
 
 def run(tmp, source, method, options, steps=3):
-    args = TrainingArguments(source=str(tmp / source), data=str(tmp / "data"), shots=4, method=method,
-                             method_options=options, steps=steps, batch_size=2, save_every=0, sample_every=0,
-                             output_dir=str(tmp / f"{source}-{method}"), device="cpu", seed=1)
-    return AdaptationTrainer(args).train()
+    return adapt(tmp / source, tmp / "data", tmp / f"{source}-{method}", method, options, steps=steps)[1]
 
 
 def images(G, seed=0):

@@ -6,8 +6,6 @@ import os
 import pytest
 import torch
 
-pytest.importorskip("gradio_client")
-
 
 @pytest.fixture
 def running_app(tmp_path, tiny_dcgan):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from helpers import tiny_stylegan2_models
 
 from fsgen_hub.methods.fisher import (
     ContinuousFisher,
@@ -10,7 +11,6 @@ from fsgen_hub.methods.fisher import (
     per_parameter_fisher,
     per_sample_filter_fisher,
 )
-from fsgen_hub.models.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
 
 
 def brute_force_stylegan2(G, D, latents):
@@ -34,9 +34,7 @@ def brute_force_stylegan2(G, D, latents):
 
 
 def test_continuous_fisher_with_batch_one_equals_per_sample_brute_force():
-    torch.manual_seed(0)
-    config = StyleGAN2Config(resolution=16, style_dim=8, n_mlp=1, channels={"4": 4, "8": 4, "16": 4})
-    G, D = StyleGAN2Generator(config), StyleGAN2Discriminator(config)
+    G, D = tiny_stylegan2_models(channels=4, mean_latent=0)
     latents = torch.randn(5, 8)
     expected = brute_force_stylegan2(G, D, latents)
     layers = G.filter_layers()

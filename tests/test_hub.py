@@ -2,20 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
+from helpers import fsgen_cli as run_cli
 
 from fsgen_hub.errors import CheckpointError, ModelNotFoundError, OfflineError
 from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
-
-
-def run_cli(*args, env=None):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "fsgen_hub", *args], capture_output=True, text=True, env=env, timeout=120)
 
 
 def test_round_trip_is_exact(tmp_path, tiny_dcgan):

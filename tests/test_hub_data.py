@@ -144,7 +144,7 @@ def test_hub_dataset_from_the_local_cache_offline(tmp_path, monkeypatch, dataset
 
 
 def test_adapt_on_a_hub_dataset_records_config_and_split(tmp_path):
-    from conftest import save_tiny_dcgan_source
+    from helpers import save_tiny_dcgan_source
     from huggingface_hub import ModelCard
 
     from fsgen_hub.cli import main as cli_main

@@ -5,14 +5,13 @@ import json
 
 import pytest
 import torch
-from conftest import save_tiny_dcgan_source, write_random_images
+from helpers import run as adapt
+from helpers import save_tiny_dcgan_source, write_random_images
 
 from fsgen_hub.errors import FsgenError
 from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
 from fsgen_hub.io import read_jsonl
 from fsgen_hub.methods.base import get_method, list_methods
-from fsgen_hub.training.arguments import TrainingArguments
-from fsgen_hub.training.trainer import AdaptationTrainer
 
 # options that make each method act within a 6-step run of a 16 px model
 SHORT_OPTIONS = {
@@ -37,12 +36,9 @@ SHORT_TRAINING = {"rick": {"warmup_steps": 1}, "dap": {"warmup_steps": 1}}
 
 
 def run(tmp, method, options=None, steps=6, name=None):
-    args = TrainingArguments(source=str(tmp / "src"), data=str(tmp / "data"), shots=4, method=method,
-                             method_options=options if options is not None else SHORT_OPTIONS.get(method, {}),
-                             steps=steps, batch_size=2, output_dir=str(tmp / (name or method)), save_every=0,
-                             sample_every=0, device="cpu", seed=1, log_every=1, **SHORT_TRAINING.get(method, {}))
-    trainer = AdaptationTrainer(args)
-    return trainer, trainer.train()
+    options = options if options is not None else SHORT_OPTIONS.get(method, {})
+    return adapt(tmp / "src", tmp / "data", tmp / (name or method), method, options, steps=steps,
+                 **SHORT_TRAINING.get(method, {}))
 
 
 @pytest.mark.parametrize("method", sorted(list_methods()))

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from helpers import fsgen_cli
 
 from fsgen_hub.errors import MissingWeightsError
 from fsgen_hub.metrics.base import drop_near_duplicates, evaluate, resolve_metric
@@ -145,11 +143,9 @@ def test_evaluate_cli_writes_jsonl(tmp_path, tiny_dcgan):
     (tmp_path / "ref").mkdir()
     for i in range(6):
         Image.fromarray((np.random.default_rng(i).random((16, 16, 3)) * 255).astype(np.uint8)).save(tmp_path / "ref" / f"{i}.png")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TORCH_HOME": str(tmp_path / "th")}
-    env.pop("FSGEN_INCEPTION_WEIGHTS", None)
-    result = subprocess.run([sys.executable, "-m", "fsgen_hub", "evaluate", str(tmp_path / "m"), "--reference", str(tmp_path / "ref"),
-                             "--metrics", "swd,msssim_diversity,memorization,fid", "--num-samples", "64",
-                             "--shots", str(tmp_path / "ref")], capture_output=True, text=True, env=env, timeout=120)
+    result = fsgen_cli("evaluate", tmp_path / "m", "--reference", tmp_path / "ref", "--metrics", "swd,msssim_diversity,memorization,fid",
+                       "--num-samples", "64", "--shots", tmp_path / "ref",
+                       env={"TORCH_HOME": str(tmp_path / "th"), "FSGEN_INCEPTION_WEIGHTS": None})
     assert result.returncode == 2 and "weights-inception" in result.stderr  # FID missing, the rest computed
     records = [json.loads(line) for line in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
     assert [r["metric"] for r in records] == ["swd", "msssim_diversity", "memorization"]

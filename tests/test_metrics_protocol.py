@@ -105,7 +105,7 @@ def test_evaluate_cli_takes_the_source_explicitly(tmp_path, tiny_dcgan):
     import subprocess
     import sys
 
-    from conftest import write_random_images
+    from helpers import write_random_images
 
     G, _ = tiny_dcgan
     G.save_pretrained(tmp_path / "m")  # no lineage: the source must be given

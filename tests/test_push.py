@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
+from helpers import fsgen_cli
 from hub_server import local_hub
 from huggingface_hub import ModelCard, constants
 from test_cards import METRICS, make_model_folder
@@ -181,9 +179,8 @@ def test_cli_errors_exit_2_with_one_line(hub, model_dir, tmp_path, capsys):
 
 def test_fsgen_push_subprocess_writes_the_card_and_publishes(hub, tmp_path, tiny_dcgan):
     folder = make_model_folder(tmp_path / "fresh", tiny_dcgan)  # no README.md yet: `fsgen push` writes it
-    env = {**os.environ, "HF_TOKEN": TOKEN, "OMP_NUM_THREADS": "1"}  # HF_ENDPOINT/HF_HUB_CACHE set by the fixture
-    result = subprocess.run([sys.executable, "-m", "fsgen_hub", "push", str(folder), "alice/from-cli", "--private"],
-                            capture_output=True, text=True, env=env, timeout=120, check=False)
+    # online (HF_HUB_OFFLINE removed) against the local server: HF_ENDPOINT/HF_HUB_CACHE are set by the fixture
+    result = fsgen_cli("push", folder, "alice/from-cli", "--private", env={"HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": None})
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [f"wrote the model card {folder / 'README.md'}",
                                           f"{hub.endpoint}/alice/from-cli"]

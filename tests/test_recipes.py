@@ -7,18 +7,18 @@ import json
 
 import pytest
 import torch
-from conftest import save_tiny_dcgan_source, write_random_images
+from helpers import save_tiny_dcgan_source, tiny_stylegan2_config, write_random_images
 
 from fsgen_hub.hub import AutoGenerator
 from fsgen_hub.io import read_jsonl
-from fsgen_hub.models.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
+from fsgen_hub.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from fsgen_hub.training.arguments import TrainingArguments
 from fsgen_hub.training.trainer import AdaptationTrainer
 
 
 def tiny_stylegan2(folder):
     torch.manual_seed(0)
-    config = StyleGAN2Config(resolution=16, style_dim=8, n_mlp=1, channels={"4": 8, "8": 8, "16": 8})
+    config = tiny_stylegan2_config(channels=8)
     G = StyleGAN2Generator(config)
     G.mean_latent(64)
     G.save_pretrained(folder, discriminator=StyleGAN2Discriminator(config))

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import write_random_images
+from helpers import write_random_images
 
 from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
 from fsgen_hub.methods.pruning import cumulative_share_decision, pooled_percentile_decision

@@ -7,19 +7,20 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_stylegan2_config
 from PIL import Image
 
 from fsgen_hub.cli import main as cli_main
 from fsgen_hub.commands.sample import parse_seeds
 from fsgen_hub.errors import FsgenError
 from fsgen_hub.models.dcgan import DCGANConfig, DCGANGenerator
-from fsgen_hub.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+from fsgen_hub.models.stylegan2 import StyleGAN2Generator
 
 
 @pytest.fixture
 def tiny_stylegan2():
     torch.manual_seed(0)
-    G = StyleGAN2Generator(StyleGAN2Config(resolution=16, style_dim=8, n_mlp=1, channels={"4": 4, "8": 4, "16": 4}))
+    G = StyleGAN2Generator(tiny_stylegan2_config(channels=4))
     with torch.no_grad():  # noise strengths start at 0: make the noise visible
         for name, p in G.named_parameters():
             if name.endswith("noise.weight"):

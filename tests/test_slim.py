@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import tiny_stylegan2_config
 
 from fsgen_hub.hub import AutoGenerator
 from fsgen_hub.methods.pruning import FilterMasks
 from fsgen_hub.models.dcgan import DCGANConfig, DCGANGenerator
 from fsgen_hub.models.slim import slim_generator
-from fsgen_hub.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+from fsgen_hub.models.stylegan2 import StyleGAN2Generator
 
 
 def masked_copy(G, seed=0):
@@ -24,8 +25,7 @@ def masked_copy(G, seed=0):
 
 @pytest.mark.parametrize("make", [
     lambda: DCGANGenerator(DCGANConfig(resolution=32, nz=8, ngf=6)),
-    lambda: StyleGAN2Generator(StyleGAN2Config(resolution=32, style_dim=8, n_mlp=1,
-                                               channels={"4": 8, "8": 8, "16": 6, "32": 6})),
+    lambda: StyleGAN2Generator(tiny_stylegan2_config(32, channels={"4": 8, "8": 8, "16": 6, "32": 6})),
 ])
 def test_slim_equals_masked_and_is_smaller(tmp_path, make):
     torch.manual_seed(0)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import write_random_images
+from helpers import write_random_images
 
 from fsgen_hub import cli
 from fsgen_hub.hub import AutoDiscriminator, AutoGenerator

@@ -101,7 +101,7 @@ def test_sigkill_then_resume_latest(tmp_path, source_and_data):
 def test_two_cpu_processes_keep_identical_weights(tmp_path, source_and_data):
     source, data = source_and_data
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",  # a free port
            "-m", "fsgen_hub", "adapt", "--source", source, "--data", data, "--shots", "4", "--method", "finetune",
            "--steps", "4", "--batch-size", "2", "--output-dir", str(out), "--device", "cpu", "--save-every", "0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

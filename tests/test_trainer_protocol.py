@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import save_tiny_dcgan_source, write_random_images
+from helpers import save_tiny_dcgan_source, write_random_images
 
 from fsgen_hub.errors import FsgenError
 from fsgen_hub.training.arguments import TrainingArguments

@@ -21,7 +21,6 @@ def test_unknown_zoo_id_lists_close_names():
 
 
 def test_digiface_matches_the_packages_own_generator(tmp_path, monkeypatch):
-    pytest.importorskip("gan_face_generate")
     from gan_face_generate.models import Generator
 
     from fsgen_hub.hub import AutoGenerator, read_lineage
@@ -44,7 +43,7 @@ def test_faces64_source_ships_with_its_discriminator_card_and_terms(tmp_path):
     """The project's own StyleGAN2 faces source resolves offline, within the size budget, with D and the data terms."""
     import json
 
-    from conftest import write_random_images
+    from helpers import write_random_images
 
     from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
     from fsgen_hub.io import read_jsonl
