@@ -134,3 +134,28 @@ def test_freezed_default_trains_the_last_three_d_blocks_and_the_output_layer(tmp
     used = json.loads((out / "logs" / "run_args.json").read_text())
     assert used["r1_every"] == 1 and used["lazy_regularization"] is False and used["pl_weight"] == 0
     assert used["style_mixing"] == 0.9 and used["batch_size"] == 8
+
+
+def test_recipe_fits_short_runs_and_leaves_full_length_runs_alone():
+    from fsgen_hub.methods.recipes import RECIPES, for_run
+
+    rick = RECIPES["rick"][0]
+    assert for_run(rick, 1000, False) == rick and for_run(rick, 1750, False) == rick
+    short = for_run(rick, 300, False)
+    assert short["warmup_steps"] == 75 and short["ema_half_life"] == pytest.approx(312.5 * 0.3)
+    assert short["batch_size"] == rick["batch_size"] and short["d_groups"] == "blocks,final"
+    fresh = for_run(rick, 1000, True)
+    assert fresh["d_groups"] == "all" and fresh["warmup_d_groups"] == "all" and fresh["g_groups"] == "synthesis"
+
+
+def test_a_fresh_discriminator_trains_whole_even_under_a_recipe_that_keeps_source_d_layers(tmp):
+    from helpers import tiny_dcgan_models
+
+    G, _ = tiny_dcgan_models()
+    G.save_pretrained(tmp / "dcgan-no-d")          # a source without D: the trainer starts a fresh one
+    out = AdaptationTrainer(args_for(tmp, "dcgan-no-d", "fresh", method="rick", steps=8)).train()
+    used = json.loads((out / "logs" / "run_args.json").read_text())
+    assert used["d_groups"] == "all" and used["warmup_d_groups"] == "all"
+    assert used["warmup_steps"] == int(250 * 8 / 1000)  # scaled to the 8-step run
+    fresh_d = json.loads((out / "lineage.json").read_text())["training"]["discriminator"]
+    assert fresh_d == "fresh"

@@ -47,3 +47,26 @@ def recipe_for(method: str, G) -> dict[str, Any]:
     """The recipe of ``method`` for generator ``G`` (empty for methods without one, e.g. D3T)."""
     common, style = RECIPES.get(method, ({}, {}))
     return {**common, **(style if getattr(G, "has_style_space", False) else {})}
+
+
+# The official runs behind these recipes last 1,750 (RICK) to 5,002 (CDC) iterations. Settings counted in
+# steps (a warm-up, an EMA half-life) keep their values from 1,000 steps on and shrink in proportion below,
+# so that a short run still trains G for most of its steps and its EMA generator follows it.
+FULL_LENGTH_STEPS = 1000
+STEP_COUNTED = ("warmup_steps", "ema_half_life")
+
+
+def for_run(recipe: dict[str, Any], steps: int, fresh_discriminator: bool) -> dict[str, Any]:
+    """``recipe`` adapted to a run of ``steps`` steps; with a freshly initialised D (the source has none) the
+    recipe's D groups, which say what of the *source* D to keep, do not apply: all of D trains."""
+    recipe = dict(recipe)
+    if steps < FULL_LENGTH_STEPS:
+        for key in STEP_COUNTED:
+            if recipe.get(key):
+                value = recipe[key] * steps / FULL_LENGTH_STEPS
+                recipe[key] = int(value) if key == "warmup_steps" else value
+    if fresh_discriminator:
+        for key in ("d_groups", "warmup_d_groups"):
+            if key in recipe:
+                recipe[key] = "all"
+    return recipe
