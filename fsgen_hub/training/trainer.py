@@ -65,7 +65,8 @@ def hardware_description(accelerator) -> str:
 # `fsgen adapt` with no source and no data: the offline demo (the DigiFace DCGAN, which ships no D, to the
 # 10 embedded emoji) in a few CPU minutes. Its D starts fresh, so it trains on every step with DiffAugment
 # at batch 8 (as before the recipes), and G_ema follows G closely enough to show 300 steps of adaptation.
-EMBEDDED_DEFAULT_RUN: dict[str, Any] = {"batch_size": 8, "augment": "color,translation,cutout", "ema_half_life": 15.0}
+EMBEDDED_DEFAULT_RUN: dict[str, Any] = {"batch_size": 8, "augment": "color,translation,cutout", "ema_half_life": 15.0,
+                                       "g_groups": "all"}
 
 
 class AdaptationTrainer:
