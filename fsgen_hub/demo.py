@@ -19,7 +19,6 @@ Trust model (the app is meant to face strangers):
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -36,6 +35,7 @@ from typing import Any
 import torch
 
 from fsgen_hub.errors import FsgenError
+from fsgen_hub.io import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +73,6 @@ def _shown(value: Any) -> str:
         return text
     return re.split(r"[\\/]", text.rstrip("\\/"))[-1] or text
 
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def default_models() -> list[str]:
@@ -229,7 +222,7 @@ class ModelCache:
             candidate = (folder / path).resolve()
             weights = candidate / "model.safetensors"
             try:  # the recorded digest proves this is the folder the model was trained from
-                if _file_sha256(weights) != digest:
+                if file_sha256(weights) != digest:
                     raise unavailable
             except OSError:
                 raise unavailable from None

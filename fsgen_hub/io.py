@@ -99,3 +99,14 @@ def is_local_path(value) -> bool:
 def portable_name(value):
     """A local path reduced to its last component; ids (hub, zoo, descriptive) are kept as they are."""
     return Path(value).expanduser().resolve().name if is_local_path(value) else value
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, read in 1 MiB blocks (weights files can be large)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

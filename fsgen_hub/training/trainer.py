@@ -26,7 +26,7 @@ import torch
 from fsgen_hub import __version__
 from fsgen_hub.errors import FsgenError
 from fsgen_hub.hub import LINEAGE_NAME, AutoDiscriminator, AutoGenerator, model_class, read_lineage
-from fsgen_hub.io import append_jsonl, is_local_path, portable_name, write_json
+from fsgen_hub.io import append_jsonl, file_sha256, is_local_path, portable_name, write_json
 from fsgen_hub.methods.base import AdaptationMethod, AdaptContext, StepBatch, get_method
 from fsgen_hub.methods.recipes import for_run
 from fsgen_hub.training import checkpointing as ckpt
@@ -663,15 +663,8 @@ def portable_base(base: dict, run_dir: Path) -> dict:
     weights = folder / "model.safetensors"
     return {**base, "id": folder.name, "local": True,
             "path": Path(os.path.relpath(folder, run_dir.resolve())).as_posix(),
-            "sha256": _file_digest(weights) if weights.is_file() else None}
+            "sha256": file_sha256(weights) if weights.is_file() else None}
 
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _data_record(data_id, records: list[dict], args: TrainingArguments) -> dict:
