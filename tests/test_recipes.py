@@ -72,7 +72,8 @@ def test_rick_on_stylegan2_freezes_mapping_const_conv1_torgb_and_runs_path_lengt
     assert "loss_g" not in log[0]                                  # warm-up: no G step
     assert "loss_pl" in log[4] and "loss_pl" not in log[3] and "loss_pl" not in log[5]  # lazy: every 4 steps
     used = json.loads((out / "logs" / "run_args.json").read_text())
-    assert used["style_mixing"] == 0.9 and used["pl_weight"] == 2.0 and used["ema_half_life"] == pytest.approx(312.5)
+    assert used["style_mixing"] == 0.9 and used["pl_weight"] == 2.0
+    assert used["ema_half_life"] == pytest.approx(312.5 * used["steps"] / 1000)  # RICK's, fitted to the short run
 
 
 def test_style_mixing_draws_a_second_latent_and_a_crossover_layer(tmp):
