@@ -32,6 +32,7 @@ def test_every_adapt_run_is_evaluated_unless_no_eval(pair, tmp_path, capsys):
     source, data = pair
     assert adapt(source, data, tmp_path / "evaluated") == 0
     records = [json.loads(line) for line in (tmp_path / "evaluated" / "metrics.jsonl").read_text().splitlines()]
+    assert {r["model"] for r in records} == {"evaluated"}  # the adapted run, not the source it was copied from
     assert [r["metric"] for r in records] == ["swd", "msssim_diversity", "memorization"]
     assert all(r["protocol"]["num_samples"] == 40 and r["step"] == 2 for r in records)
     card = ModelCard.load(tmp_path / "evaluated" / "README.md")

@@ -143,6 +143,7 @@ def evaluate(
     options: dict | None = None,
     source=None,
     paired_latents: int = PAIRED_LATENTS,
+    model_name: str | None = None,
 ) -> list[MetricResult]:
     """Compute ``metrics`` for a generator (or model id/folder) against ``reference`` images.
 
@@ -157,7 +158,6 @@ def evaluate(
     for spec in specs:  # fail on missing weights before minutes of sampling, not after
         if spec.check is not None:
             spec.check(**(options or {}))
-    model_name = None
     if not isinstance(model, torch.nn.Module):
         model_name = str(model)
         G = AutoGenerator.from_pretrained(model)
@@ -165,7 +165,8 @@ def evaluate(
             output_jsonl = Path(model_name) / "metrics.jsonl"
     else:
         G = model
-        model_name = getattr(G, "source_info", {}).get("model_id") if hasattr(G, "source_info") else None
+        if model_name is None:  # a generator passed in: named after where it was loaded from, unless named
+            model_name = getattr(G, "source_info", {}).get("model_id") if hasattr(G, "source_info") else None
     device = torch.device(device) if device is not None else G.device
     ref_images, ref_id = _as_images(reference, G.resolution)
     if exclude_from_reference is not None:

@@ -579,7 +579,8 @@ class AdaptationTrainer:
         results = evaluate(G_ema, reference, names, num_samples=args.eval_num_samples, shots=ctx.train_images,
                            seed=args.seed, device=ctx.accelerator.device, step=step,
                            output_jsonl=self.output_dir / "metrics.jsonl", exclude_from_reference=exclude,
-                           source=getattr(self, "_source_G", None))
+                           source=getattr(self, "_source_G", None),
+                           model_name=self.output_dir.name)  # G_ema was copied from the source: not its name
         for result in results:
             ctx.accelerator.log({f"eval/{result.metric}": result.value}, step=step)
             if args.select_best and result.metric == args.select_best:
