@@ -5,8 +5,18 @@
 
 Training is plain ``fsgen train`` (the adaptation trainer from random initialisation) on
 ``../shared/data/faces64/train.parquet`` (23,317 UTKFace photos at 64 px), run in resumable chunks of
-``--chunk-steps`` so it can go on across sessions and machines (``--resume latest`` continues bit for bit).
-Every chunk is logged to ``<run>/chunks.jsonl`` (steps, wall time, hardware).
+``--chunk-steps`` so it can go on across sessions and machines. Where it continues from, in this order:
+
+1. ``--run`` (default ``runs/stylegan2-faces64``) holds checkpoints: ``--resume latest``, bit for bit.
+2. Otherwise the shipped training state ``training_states/stylegan2-faces64/`` (in git, not in the package:
+   raw G in float16, Adam's second moments in bfloat16, step and loop state; the EMA G and D are the shipped
+   weights of ``fsgen_hub/assets/stylegan2-faces64/``) is restored into ``--run`` first: the run goes on from
+   the shipped step on a fresh clone, closely (half precision) rather than bit for bit.
+3. Otherwise (weights shipped without a state) the shipped EMA G and D start the run at their step with a
+   fresh optimiser.
+
+Every chunk is logged to ``<run>/chunks.jsonl`` (steps, wall time, hardware); every export rewrites the
+shipped weights and the shipped training state together.
 
 The export writes ``fsgen_hub/assets/stylegan2-faces64/``: G (EMA) and D in fp16 safetensors, lineage
 with the summed wall time, its SWD against the training photos, a status line (whether samples are
@@ -16,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -27,8 +38,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "faces64" / "train.parquet"
 ASSET = ROOT / "fsgen_hub" / "assets" / "stylegan2-faces64"
+STATE = ROOT / "training_states" / "stylegan2-faces64"
 MODEL_ID = "fsgen/stylegan2-faces64"
 # small enough to train on CPU (~1/4 of the 4.5 M-parameter 256-channel table's FLOPs), big enough to draw faces
+RESOLUTION = 64
 MODEL_CONFIG = {"style_dim": 128, "n_mlp": 4, "channels": {"4": 128, "8": 128, "16": 128, "32": 64, "64": 32}}
 TRAIN_ARGS = ["--batch-size", "16", "--r1-gamma", "0.1", "--r1-every", "16", "--ema-half-life", "200",
               "--augment", "none", "--save-every", "100", "--keep-checkpoints", "2", "--sample-every", "100",
@@ -42,13 +55,71 @@ def last_step(run: Path) -> int:
     return max(steps, default=0)
 
 
+def train_argv(run: Path, data: Path, steps: int, device: str) -> list[str]:
+    return ["train", "--architecture", "stylegan2", "--resolution", str(RESOLUTION), "--model-config", json.dumps(MODEL_CONFIG),
+            "--data", str(data), "--output-dir", str(run), "--steps", str(steps), "--device", device, *TRAIN_ARGS]
+
+
+def prepare_run(run: Path, data: Path, device: str) -> str:
+    """Make ``run`` resumable when it is not (see the module docstring); returns where the run goes on from."""
+    from fsgen_hub.training import checkpointing as ckpt
+
+    if ckpt.list_checkpoints(run):
+        return f"its own checkpoint at step {last_step(run)} (bit for bit)"
+    if run.exists() and any(run.iterdir()):
+        raise SystemExit(f"{run} holds no complete checkpoint but is not empty: move it away or pass another --run")
+    if (STATE / ckpt.TRAINER_STATE_NAME).is_file():
+        restored = ckpt.restore_training_state(STATE, ASSET, run)
+        return f"the shipped training state at step {last_step(run)} ({restored.name})"
+    return f"the shipped weights at step {bootstrap_from_weights(run, data, device)} with a fresh optimiser"
+
+
+def bootstrap_from_weights(run: Path, data: Path, device: str) -> int:
+    """checkpoint-<shipped step> from the shipped EMA G (as G and EMA G) and D, with fresh Adam state: one
+    throw-away training step gives a checkpoint of the right layout and run identity, whose weights and
+    step are then replaced."""
+    from safetensors.torch import load_file, save_file
+
+    from fsgen_hub import cli
+    from fsgen_hub.io import write_json
+    from fsgen_hub.training import checkpointing as ckpt
+
+    step = int(json.loads((ASSET / "lineage.json").read_text())["training"]["steps"])
+    scratch = run.parent / f".{run.name}.bootstrap"
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        if cli.main(train_argv(scratch, data, 1, device) + ["--no-eval"]) != 0:
+            raise SystemExit("the one-step bootstrap run failed; see its error above")
+        (first,) = ckpt.list_checkpoints(scratch)
+        fp32 = {name: {k: v.float() for k, v in load_file(str(ASSET / f)).items()}
+                for name, f in {"generator_ema": "model.safetensors", "discriminator": "discriminator/model.safetensors"}.items()}
+        fp32["generator"] = fp32["generator_ema"]
+        for name, tensors in fp32.items():
+            save_file(tensors, str(first / f"{name}.safetensors"))
+        for name in ("optimizer_G", "optimizer_D"):
+            if (first / f"{name}.json").is_file():
+                tree = ckpt.load_tree(first, name)
+                (first / f"{name}.safetensors").unlink(missing_ok=True)
+                ckpt.save_tree({**tree, "state": {}}, first, name)
+        loop = {**ckpt.load_tree(first, "loop_state"), "step": step}
+        ckpt.save_tree(loop, first, "loop_state")
+        trainer_state = ckpt.read_json(first / ckpt.TRAINER_STATE_NAME)
+        files = [f for f in trainer_state["files"] if (first / f).is_file()]
+        write_json(first / ckpt.TRAINER_STATE_NAME, {**trainer_state, "step": step, "files": files,
+                                                     "restored_from": "shipped weights, fresh optimiser"})
+        run.mkdir(parents=True, exist_ok=True)
+        os.replace(first, run / f"{ckpt.CHECKPOINT_PREFIX}{step}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return step
+
+
 def train_chunk(run: Path, data: Path, steps: int, device: str) -> float:
     from fsgen_hub import cli
     from fsgen_hub.io import append_jsonl
 
     start = last_step(run)
-    argv = ["train", "--architecture", "stylegan2", "--resolution", "64", "--model-config", json.dumps(MODEL_CONFIG),
-            "--data", str(data), "--output-dir", str(run), "--steps", str(start + steps), "--device", device, *TRAIN_ARGS]
+    argv = train_argv(run, data, start + steps, device)
     if start:
         argv += ["--resume", "latest"]
     t0 = time.time()
@@ -104,6 +175,10 @@ def export(run: Path, data: Path, status: str, swd_samples: int) -> Path:
         cards.write_model_card(tmp, repo_id=MODEL_ID)  # titled by its zoo id, not the temporary folder
     size = sum(p.stat().st_size for p in ASSET.rglob("*") if p.is_file()) / 2**20
     print(f"exported step {training['steps']} to {ASSET} ({size:.1f} MiB); swd {result.value:.2f}")
+    from fsgen_hub.training import checkpointing as ckpt
+
+    state_size = ckpt.export_training_state(ckpt.list_checkpoints(run)[-1], ASSET, STATE) / 2**20
+    print(f"training state of step {training['steps']} to {STATE} ({state_size:.1f} MiB)")
     return ASSET
 
 
@@ -122,6 +197,7 @@ def main(argv=None) -> None:
     if not args.data.is_file():
         raise SystemExit(f"{args.data} not found: this script needs ../shared/data/faces64/train.parquet")
     if not args.export_only:
+        print(f"continuing from {prepare_run(args.run, args.data, args.device)}", flush=True)
         deadline, chunk_time = time.time() + args.minutes * 60, 0.0
         while time.time() + chunk_time < deadline:
             chunk_time = train_chunk(args.run, args.data, args.chunk_steps, args.device)
