@@ -266,6 +266,48 @@ def test_held_filters_get_zero_gradients_and_first_moments_and_do_not_move():
     assert not equal(slices(G, only(G, "convs.3.conv.weight", 0)), free_before)
 
 
+def test_second_moments_of_held_filters_decay_as_in_rick_or_are_held_so_a_release_takes_no_oversized_step():
+    unit = "convs.2.conv.weight"
+
+    def run(hold: bool):
+        G, _ = tiny_stylegan2_models()
+        masks = UnitMasks(G, G.fisher_units())
+        # StyleGAN2's beta1 = 0; beta2 0.9 instead of 0.99 makes a 50-step hold decay the moment as 500 steps would
+        optimizer = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.0, 0.9))
+
+        def step(seed):
+            optimizer.zero_grad()
+            z = torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(seed))
+            G(z, noise_mode="const").square().mean().backward()
+            masks.mask_gradients(optimizer, hold_second_moments=hold)  # held or not: its update is exactly 0
+            optimizer.step()
+            masks.restore_second_moments()
+            masks.apply_to_weights()
+
+        def second_moments():
+            return slices(G, only(G, unit, 1), {n: optimizer.state[p]["exp_avg_sq"] for n, p in G.named_parameters()})
+
+        for seed in range(50):
+            step(seed)
+        before = second_moments()
+        masks.frozen[unit][1] = True  # held for 50 steps
+        for seed in range(50, 100):
+            step(seed)
+        during = second_moments()
+        masks.frozen[unit][1] = False
+        weights = slices(G, only(G, unit, 1))
+        step(100)
+        moved = max(float((slices(G, only(G, unit, 1))[k] - weights[k]).abs().max()) / 1e-3 for k in weights)
+        return before, during, moved
+
+    before, during, moved_decayed = run(hold=False)
+    assert all(torch.allclose(during[k], before[k] * 0.9**50, rtol=1e-4) for k in before)  # RICK: decayed
+    before, during, moved_held = run(hold=True)
+    assert all(torch.equal(during[k], before[k]) for k in before)  # held as they were
+    # released: the first step after a decayed moment (x 0.005) is several times the step after a held one
+    assert moved_decayed > 3 * moved_held > 0, (moved_held, moved_decayed)
+
+
 def test_freeze_and_prune_thresholds_at_a_tie():
     units = [FisherUnit("a", "conv", [("a", 0)]), FisherUnit("b", "conv", [("b", 0)]),
              FisherUnit("skip", "skip", [("skip", 0)], strict_prune=True)]

@@ -154,7 +154,12 @@ class UnitMasks:
                 yield name, tensor, FilterMasks._select(tensor, axis, mask.to(tensor.device))
 
     @torch.no_grad()
-    def mask_gradients(self, optimizer=None) -> None:
+    def mask_gradients(self, optimizer=None, hold_second_moments: bool = False) -> None:
+        """Zero the gradients and first moments of held (pruned or frozen) filters. Their second moments
+        decay while held, as in RICK, unless ``hold_second_moments``: then they are kept as they were (see
+        ``restore_second_moments``), so that a filter released after a long hold does not take steps of up
+        to lr / sqrt(beta2 ** held_steps) when its gradient returns."""
+        self._held_second_moments = []
         for unit in self.units:
             held = self.pruned[unit.name] | self.frozen[unit.name]
             if not held.any():
@@ -162,12 +167,22 @@ class UnitMasks:
             for _, tensor, sel in self._slices(unit, held):
                 if tensor.grad is not None:
                     tensor.grad.masked_fill_(sel, 0.0)
-                # a zero first moment makes Adam's update exactly zero; the second moment is left to
-                # decay as in RICK (zeroing it would make the first step after release ~1/sqrt(1-beta2) lr)
+                # a zero first moment makes Adam's update exactly zero (zeroing the second moment too would
+                # make the first step after release ~1/sqrt(1-beta2) lr)
                 state = _optimizer_state(optimizer, tensor)
                 for key in ("exp_avg", "momentum_buffer"):
                     if key in state and state[key].shape == tensor.shape:
                         state[key].masked_fill_(sel, 0.0)
+                second = state.get("exp_avg_sq")
+                if hold_second_moments and second is not None and second.shape == tensor.shape:
+                    self._held_second_moments.append((second, sel, second[sel].clone()))
+
+    @torch.no_grad()
+    def restore_second_moments(self) -> None:
+        """After the optimizer step: held filters get back the second moments they had before it."""
+        for second, sel, values in getattr(self, "_held_second_moments", []):
+            second[sel] = values
+        self._held_second_moments = []
 
     @torch.no_grad()
     def apply_to_weights(self) -> None:
@@ -305,6 +320,7 @@ class PruningConfig(MethodConfig):
     budget: float | None = field(default=None, metadata={"help": "cumulative_share: at most this fraction of all filters pruned"})
     permanent: bool = field(default=False, metadata={"help": "pruned filters stay pruned (union over decisions), as in RICK"})
     revive: bool = field(default=True, metadata={"help": "restore a pruned filter (its values at pruning time) when a later decision keeps it"})
+    hold_second_moments: bool = field(default=False, metadata={"help": "held (frozen or pruned) filters keep Adam's second moments instead of letting them decay (RICK: decay), so a released filter takes no oversized step"})
 
     def __post_init__(self):
         if self.fisher not in ("ema", "continuous"):
@@ -352,10 +368,11 @@ class FilterPruningMethod(AdaptationMethod):
         if self.config.fisher == "continuous" and phase in ("G", "D") and ctx.step >= ctx.args.warmup_steps:
             model = self.masks[key].model
             self.fisher[key].update(unit_scores(squared_gradients(model), self.masks[key].units))
-        self.masks[key].mask_gradients(ctx.optimizers.get(key))
+        self.masks[key].mask_gradients(ctx.optimizers.get(key), self.config.hold_second_moments)
 
     def after_optimizer_step(self, ctx: AdaptContext, phase: str) -> None:
         if phase[0] in self.masks:
+            self.masks[phase[0]].restore_second_moments()
             self.masks[phase[0]].apply_to_weights()
 
     def on_step_end(self, ctx: AdaptContext, step: int) -> None:
