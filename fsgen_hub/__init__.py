@@ -25,7 +25,7 @@ _LAZY = {
     "get_method": "fsgen_hub.methods.base",
     "list_methods": "fsgen_hub.methods.base",
     "evaluate": "fsgen_hub.metrics.base",
-    "FsgenError": "fsgen_hub.errors",
+    "FsgenError": "fsgen_hub.utils.errors",
 }
 
 __all__ = ["__version__", *_LAZY]

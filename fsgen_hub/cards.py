@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fsgen_hub import __version__
-from fsgen_hub.errors import FsgenError, ModelNotFoundError, OfflineError
+from fsgen_hub.utils.errors import FsgenError, ModelNotFoundError, OfflineError
 
 logger = logging.getLogger(__name__)
 
@@ -479,7 +479,7 @@ def render_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = Non
 def write_model_card(model_dir: str | os.PathLike, *, repo_id: str | None = None,
                      card_kwargs: dict | None = None) -> Path:
     """Render and (atomically) write ``model_dir/README.md``; returns its path. Overwrites an existing card."""
-    from fsgen_hub.io import atomic_path
+    from fsgen_hub.utils.io import atomic_path
 
     text = render_model_card(model_dir, repo_id=repo_id, card_kwargs=card_kwargs)
     path = Path(model_dir) / CARD_NAME

@@ -14,7 +14,7 @@ import os
 import sys
 
 from fsgen_hub import __version__
-from fsgen_hub.errors import FsgenError
+from fsgen_hub.utils.errors import FsgenError
 
 COMMAND_MODULES = [
     "sample", "convert", "zoo",        # generator zoo

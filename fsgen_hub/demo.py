@@ -34,8 +34,8 @@ from typing import Any
 
 import torch
 
-from fsgen_hub.errors import FsgenError
-from fsgen_hub.io import file_sha256
+from fsgen_hub.utils.errors import FsgenError
+from fsgen_hub.utils.io import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -393,7 +393,7 @@ def build_app(models: list[str] | None = None, device: str | None = None, concur
               allow_custom: bool = False):
     """The Blocks app; ``models`` are the choices of the picker. Visitors may type other ids only with
     ``allow_custom`` (public hub ids and zoo ids, fetched without a token)."""
-    from fsgen_hub.extras import require
+    from fsgen_hub.utils.extras import require
 
     gr = require("gradio", "the demo (fsgen demo)")
 

@@ -27,7 +27,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 
 from fsgen_hub import __version__
-from fsgen_hub.errors import CheckpointError, FsgenError, ModelNotFoundError, OfflineError
+from fsgen_hub.utils.errors import CheckpointError, FsgenError, ModelNotFoundError, OfflineError
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class HubModel(
     def _save_pretrained(self, save_directory: Path, config: ModelConfig | None = None) -> None:
         from safetensors.torch import save_file
 
-        from fsgen_hub.io import atomic_path, write_json
+        from fsgen_hub.utils.io import atomic_path, write_json
 
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         with atomic_path(save_directory / WEIGHTS_NAME) as tmp:
@@ -189,7 +189,7 @@ class HubModel(
         ``fsgen push DIR REPO_ID`` (``repo_id`` defaults to the folder name; ``private``, ``branch``,
         ``create_pr``, ``token``, ``commit_message`` as in ``push_to_hub``); returns the commit URL.
         """
-        from fsgen_hub.io import write_json
+        from fsgen_hub.utils.io import write_json
 
         save_directory = Path(save_directory)
         save_directory.mkdir(parents=True, exist_ok=True)

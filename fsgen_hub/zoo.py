@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fsgen_hub.errors import FsgenError, ModelNotFoundError
+from fsgen_hub.utils.errors import FsgenError, ModelNotFoundError
 
 DEFAULT_SOURCE = "fsgen/dcgan-digiface64"
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -95,7 +95,7 @@ def resolve_local(model_id: str) -> Path | None:
 
 
 def digiface_weights_path() -> Path:
-    from fsgen_hub.extras import require
+    from fsgen_hub.utils.extras import require
 
     gan_face_generate = require("gan_face_generate", f"the zoo model {DEFAULT_SOURCE}")
     path = Path(gan_face_generate.__file__).resolve().parent / "weights.tar"

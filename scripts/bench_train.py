@@ -30,9 +30,9 @@ def worker(method: str, args) -> dict:
 
     import torch
 
-    from fsgen_hub.io import read_jsonl
     from fsgen_hub.training.arguments import TrainingArguments
     from fsgen_hub.training.trainer import AdaptationTrainer
+    from fsgen_hub.utils.io import read_jsonl
 
     device = torch.device(args.device)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -81,8 +81,8 @@ def bootstrap_from_weights(run: Path, data: Path, device: str) -> int:
     from safetensors.torch import load_file, save_file
 
     from fsgen_hub import cli
-    from fsgen_hub.io import write_json
     from fsgen_hub.training import checkpointing as ckpt
+    from fsgen_hub.utils.io import write_json
 
     step = int(json.loads((ASSET / "lineage.json").read_text())["training"]["steps"])
     scratch = run.parent / f".{run.name}.bootstrap"
@@ -116,7 +116,7 @@ def bootstrap_from_weights(run: Path, data: Path, device: str) -> int:
 
 def train_chunk(run: Path, data: Path, steps: int, device: str) -> float:
     from fsgen_hub import cli
-    from fsgen_hub.io import append_jsonl
+    from fsgen_hub.utils.io import append_jsonl
 
     start = last_step(run)
     argv = train_argv(run, data, start + steps, device)
@@ -136,9 +136,9 @@ def train_chunk(run: Path, data: Path, steps: int, device: str) -> float:
 def export(run: Path, data: Path, status: str, swd_samples: int) -> Path:
     from fsgen_hub import cards
     from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
-    from fsgen_hub.io import append_jsonl, atomic_dir, read_jsonl
     from fsgen_hub.metrics import evaluate
     from fsgen_hub.training.data import load_images
+    from fsgen_hub.utils.io import append_jsonl, atomic_dir, read_jsonl
 
     if not (run / "lineage.json").is_file():
         raise SystemExit(f"{run} holds no finished chunk yet: run without --export-only first")

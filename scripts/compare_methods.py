@@ -61,9 +61,9 @@ PAIR_LATENTS_SEED, PAIR_COUNT = 123, 8
 # ---------------------------------------------------------------------------------------------- methods
 def parse_variants(methods: str | None, variants: list[str]) -> dict[str, dict]:
     """``--methods a,b`` and ``--variant LABEL=METHOD[:k=v,k=v]`` → {label: {"method", "options"}}, checked."""
-    from fsgen_hub.errors import FsgenError
     from fsgen_hub.methods.base import get_method, list_methods
     from fsgen_hub.training.arguments import parse_options
+    from fsgen_hub.utils.errors import FsgenError
 
     names = [m.strip() for m in methods.split(",") if m.strip()] if methods else ([] if variants else list(list_methods()))
     specs = {name: {"method": name, "options": {}} for name in names}
@@ -109,7 +109,7 @@ def worker(args) -> dict:
     G = AutoGenerator.from_pretrained(model)
     row["best"].update(_optional_metrics(args, G))
     if args.seed == 0:
-        from fsgen_hub.training.grids import save_image_grid
+        from fsgen_hub.utils.images import save_image_grid
 
         z = G.make_latents(16, seed=PAIR_LATENTS_SEED)
         name = "source" if args.worker == SOURCE_ROW else args.worker
@@ -187,8 +187,8 @@ def _read_run(run_dir: Path) -> dict:
 
 
 def _optional_metrics(args, G) -> dict:
-    from fsgen_hub.errors import MissingWeightsError
     from fsgen_hub.metrics import evaluate
+    from fsgen_hub.utils.errors import MissingWeightsError
 
     reference, exclude = _reference_and_exclusion(args)
     values = {}
@@ -365,7 +365,7 @@ def main(argv=None) -> None:
     if args.worker:
         print(json.dumps(worker(args)))
         return
-    from fsgen_hub.errors import FsgenError
+    from fsgen_hub.utils.errors import FsgenError
 
     try:
         run_all(args)
@@ -375,7 +375,7 @@ def main(argv=None) -> None:
 
 
 def run_all(args) -> None:
-    from fsgen_hub.errors import FsgenError
+    from fsgen_hub.utils.errors import FsgenError
 
     if args.target is None:
         args.target = str(DEFAULT_TARGET)

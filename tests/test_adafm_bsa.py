@@ -8,11 +8,11 @@ import torch
 from helpers import run as adapt
 from helpers import tiny_stylegan2_models, write_random_images
 
-from fsgen_hub.errors import FsgenError, MissingWeightsError
 from fsgen_hub.methods.base import get_method
 from fsgen_hub.methods.delta import adapter_tensors, bake, plain_state
 from fsgen_hub.training.arguments import TrainingArguments
 from fsgen_hub.training.trainer import AdaptationTrainer
+from fsgen_hub.utils.errors import FsgenError, MissingWeightsError
 
 
 def tiny_stylegan2():
@@ -138,7 +138,7 @@ def test_bsa_training_moves_only_scale_shift_and_latents(setup):
         n for n in dict(method.model.named_parameters()) if n.endswith((".scale", ".shift"))]
     init = torch.randn(4, 8, generator=torch.Generator().manual_seed(1)) * method.config.latent_init_std
     assert not torch.allclose(method.latents.detach().cpu(), init)
-    from fsgen_hub.io import read_jsonl
+    from fsgen_hub.utils.io import read_jsonl
 
     log = read_jsonl(out / "logs" / "train_log.jsonl")
     assert {"loss_bsa_l1", "loss_bsa_perceptual", "loss_bsa_reg", "loss_bsa_prior"} <= set(log[0])

@@ -16,8 +16,8 @@ from fsgen_hub.cards import (
     render_model_card,
     write_model_card,
 )
-from fsgen_hub.errors import FsgenError
-from fsgen_hub.io import append_jsonl
+from fsgen_hub.utils.errors import FsgenError
+from fsgen_hub.utils.io import append_jsonl
 
 BASE = {"id": "fsgen/dcgan-digiface64", "revision": None, "commit": None, "architecture": "dcgan", "license": "mit",
         "data_terms": "synthetic faces (DigiFace-1M): research use"}

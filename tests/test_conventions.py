@@ -11,10 +11,10 @@ from helpers import save_tiny_dcgan_source, write_random_images
 from huggingface_hub import ModelCard
 
 from fsgen_hub.cli import main as cli_main
-from fsgen_hub.errors import FsgenError
 from fsgen_hub.hub import AutoGenerator
 from fsgen_hub.metrics.base import default_metrics
 from fsgen_hub.training.augment import random_xflip
+from fsgen_hub.utils.errors import FsgenError
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import torch
 from helpers import PARITY_ATOL, assert_one_line_error, save_tiny_rosinality_checkpoint, tiny_stylegan2_models
 from helpers import fsgen_cli as fsgen
 
-from fsgen_hub.errors import CheckpointError
 from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
 from fsgen_hub.models.convert import convert_checkpoint
+from fsgen_hub.utils.errors import CheckpointError
 
 
 def test_rosinality_checkpoint_through_the_cli(tmp_path, shared_dir):

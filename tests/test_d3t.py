@@ -9,10 +9,10 @@ import torch
 from helpers import run as adapt
 from helpers import tiny_stylegan2_models, write_random_images
 
-from fsgen_hub.errors import FsgenError
-from fsgen_hub.io import read_jsonl
 from fsgen_hub.methods.base import get_method
 from fsgen_hub.methods.d3t import invert_images, mmd2
+from fsgen_hub.utils.errors import FsgenError
+from fsgen_hub.utils.io import read_jsonl
 
 G_KEYS = {"loss_g_d3t_rec", "loss_g_d3t_mmd"}
 D_KEYS = {"loss_d_distill_real", "loss_d_distill_fake"}

@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fsgen_hub.errors import DataError
 from fsgen_hub.training.data import load_images, read_raw_images
+from fsgen_hub.utils.errors import DataError
 
 
 def test_modes_become_rgb_in_range(tmp_path):
@@ -68,7 +68,7 @@ def test_offline_hub_dataset_says_offline(monkeypatch):
     import datasets.config
 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
-    from fsgen_hub.errors import OfflineError
+    from fsgen_hub.utils.errors import OfflineError
 
     with pytest.raises((OfflineError, DataError), match="offline|not cached|no dataset"):
         load_images("someone/ten-sketches", 16)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fsgen_hub.demo import ModelCache, VisitorError, compare, generate, interpolate, model_info, slerp
-from fsgen_hub.errors import FsgenError
+from fsgen_hub.utils.errors import FsgenError
 
 
 @pytest.fixture

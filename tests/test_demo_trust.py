@@ -11,7 +11,7 @@ from hub_server import local_hub
 from huggingface_hub import HfApi
 
 from fsgen_hub.demo import GENERIC_ERROR, ModelCache, VisitorError, compare, generate, model_info, save_grid
-from fsgen_hub.errors import FsgenError
+from fsgen_hub.utils.errors import FsgenError
 
 TOKEN = "hf_DemoOwnerToken0123456789abcdef"
 

@@ -14,7 +14,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 import fsgen_hub
-from fsgen_hub.extras import OPTIONAL
+from fsgen_hub.utils.extras import OPTIONAL
 
 ROOT = Path(__file__).resolve().parents[1]
 

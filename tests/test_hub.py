@@ -7,8 +7,8 @@ import pytest
 import torch
 from helpers import fsgen_cli as run_cli
 
-from fsgen_hub.errors import CheckpointError, ModelNotFoundError, OfflineError
 from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
+from fsgen_hub.utils.errors import CheckpointError, ModelNotFoundError, OfflineError
 
 
 def test_round_trip_is_exact(tmp_path, tiny_dcgan):

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 import fsgen_hub.training.data as data_module
-from fsgen_hub.errors import DataError
 from fsgen_hub.training.data import load_images
+from fsgen_hub.utils.errors import DataError
 
 PETS_CARD = """---
 configs:

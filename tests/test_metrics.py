@@ -9,13 +9,13 @@ import scipy.linalg
 import torch
 from helpers import fsgen_cli
 
-from fsgen_hub.errors import MissingWeightsError
 from fsgen_hub.metrics.base import drop_near_duplicates, evaluate, resolve_metric
 from fsgen_hub.metrics.diversity import msssim_diversity
 from fsgen_hub.metrics.fid_kid import fid, frechet_distance, gaussian_stats, kid_from_features
 from fsgen_hub.metrics.intra_lpips import intra_cluster_distance, intra_lpips
 from fsgen_hub.metrics.memorization import memorization
 from fsgen_hub.metrics.swd import swd
+from fsgen_hub.utils.errors import MissingWeightsError
 
 
 def test_frechet_distance_matches_scipy_sqrtm_reference():
@@ -173,7 +173,7 @@ def test_evaluate_fails_on_missing_weights_before_generating_anything(monkeypatc
 
 
 def test_excluding_the_shots_from_a_reference_made_of_them_is_a_clear_error(tiny_dcgan):
-    from fsgen_hub.errors import DataError
+    from fsgen_hub.utils.errors import DataError
 
     G, _ = tiny_dcgan
     shots = torch.rand(6, 3, 16, 16) * 2 - 1

@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fsgen_hub.errors import FsgenError
 from fsgen_hub.metrics.base import evaluate
 from fsgen_hub.metrics.collapse import collapse, effective_modes
 from fsgen_hub.metrics.correspondence import correspondence, distance_rank_correlation
 from fsgen_hub.metrics.memorization import memorization, memorization_calibrated
+from fsgen_hub.utils.errors import FsgenError
 
 
 def smooth_images(n: int, seed: int, size: int = 32) -> torch.Tensor:

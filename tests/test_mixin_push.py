@@ -10,9 +10,9 @@ from test_cards import METRICS, make_model_folder
 
 from fsgen_hub import cards
 from fsgen_hub.cards import push_folder, write_model_card
-from fsgen_hub.errors import FsgenError
 from fsgen_hub.hub import AutoGenerator
-from fsgen_hub.io import append_jsonl
+from fsgen_hub.utils.errors import FsgenError
+from fsgen_hub.utils.io import append_jsonl
 
 TOKEN = "hf_TestWriteToken0123456789abcdef"
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from helpers import PARITY_ATOL
 
-from fsgen_hub.errors import CheckpointError
 from fsgen_hub.models.convert_stylegan2 import convert_nvlabs, load_nvlabs_pickle
+from fsgen_hub.utils.errors import CheckpointError
 
 
 @pytest.fixture

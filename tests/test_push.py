@@ -12,9 +12,9 @@ from test_cards import METRICS, make_model_folder
 
 from fsgen_hub.cards import push_folder, scrub, write_model_card
 from fsgen_hub.cli import main as cli_main
-from fsgen_hub.errors import FsgenError, OfflineError
 from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
-from fsgen_hub.io import append_jsonl
+from fsgen_hub.utils.errors import FsgenError, OfflineError
+from fsgen_hub.utils.io import append_jsonl
 
 TOKEN = "hf_TestWriteToken0123456789abcdef"
 OTHER_TOKEN = "hf_BobsToken9876543210fedcbaXYZ"

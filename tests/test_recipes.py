@@ -10,10 +10,10 @@ import torch
 from helpers import save_tiny_dcgan_source, tiny_stylegan2_config, write_random_images
 
 from fsgen_hub.hub import AutoGenerator
-from fsgen_hub.io import read_jsonl
 from fsgen_hub.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from fsgen_hub.training.arguments import TrainingArguments
 from fsgen_hub.training.trainer import AdaptationTrainer
+from fsgen_hub.utils.io import read_jsonl
 
 
 def tiny_stylegan2(folder):
@@ -53,7 +53,7 @@ def test_recipe_fills_only_what_the_user_left_unset(tmp):
 
 
 def test_unknown_parameter_group_is_a_one_line_error(tmp):
-    from fsgen_hub.errors import FsgenError
+    from fsgen_hub.utils.errors import FsgenError
 
     with pytest.raises(FsgenError, match="unknown parameter group.*mapping, const"):
         AdaptationTrainer(args_for(tmp, "sg2", "bad", method="finetune", g_groups="synthesis,blocks")).train()

@@ -15,11 +15,11 @@ import pytest
 import torch
 from conftest import save_tiny_dcgan_source, write_random_images
 
-from fsgen_hub.errors import FsgenError
 from fsgen_hub.hub import AutoGenerator
-from fsgen_hub.io import read_jsonl
 from fsgen_hub.training.arguments import TrainingArguments
 from fsgen_hub.training.trainer import AdaptationTrainer
+from fsgen_hub.utils.errors import FsgenError
+from fsgen_hub.utils.io import read_jsonl
 
 
 @pytest.fixture

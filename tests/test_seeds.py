@@ -12,9 +12,9 @@ from PIL import Image
 
 from fsgen_hub.cli import main as cli_main
 from fsgen_hub.commands.sample import parse_seeds
-from fsgen_hub.errors import FsgenError
 from fsgen_hub.models.dcgan import DCGANConfig, DCGANGenerator
 from fsgen_hub.models.stylegan2 import StyleGAN2Generator
+from fsgen_hub.utils.errors import FsgenError
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from helpers import write_random_images
 
 from fsgen_hub import cli
 from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
-from fsgen_hub.io import read_jsonl
+from fsgen_hub.utils.io import read_jsonl
 
 TINY_STYLEGAN2 = json.dumps({"style_dim": 8, "n_mlp": 1, "channels": {"4": 4, "8": 4, "16": 4}})
 TINY_DCGAN = json.dumps({"nz": 8, "ngf": 4, "ndf": 4})

@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from fsgen_hub.errors import DataError, FsgenError
 from fsgen_hub.hub import AutoGenerator
-from fsgen_hub.io import read_jsonl
 from fsgen_hub.training.arguments import TrainingArguments
 from fsgen_hub.training.trainer import AdaptationTrainer
+from fsgen_hub.utils.errors import DataError, FsgenError
+from fsgen_hub.utils.io import read_jsonl
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import pytest
 import torch
 from helpers import save_tiny_dcgan_source, write_random_images
 
-from fsgen_hub.errors import FsgenError
 from fsgen_hub.training.arguments import TrainingArguments
 from fsgen_hub.training.trainer import AdaptationTrainer
+from fsgen_hub.utils.errors import FsgenError
 
 
 def _args(tmp_path, **overrides) -> TrainingArguments:

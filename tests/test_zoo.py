@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fsgen_hub import zoo
-from fsgen_hub.errors import ModelNotFoundError
+from fsgen_hub.utils.errors import ModelNotFoundError
 
 
 @pytest.mark.parametrize("model_id", zoo.list_models())
@@ -46,9 +46,9 @@ def test_faces64_source_ships_with_its_discriminator_card_and_terms(tmp_path):
     from helpers import write_random_images
 
     from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
-    from fsgen_hub.io import read_jsonl
     from fsgen_hub.training.arguments import TrainingArguments
     from fsgen_hub.training.trainer import AdaptationTrainer
+    from fsgen_hub.utils.io import read_jsonl
 
     model_id = "fsgen/stylegan2-faces64"
     folder = zoo.resolve_local(model_id)

@@ -33,7 +33,7 @@ def run(args) -> int:
 
 
 def report(out) -> None:
-    from fsgen_hub.io import read_jsonl
+    from fsgen_hub.utils.io import read_jsonl
 
     latest = {r["metric"]: r for r in read_jsonl(out / "metrics.jsonl")}
     print(f"\nmodel folder: {out}")

@@ -27,8 +27,8 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     import sys
 
-    from fsgen_hub.errors import MissingWeightsError
     from fsgen_hub.metrics.base import evaluate
+    from fsgen_hub.utils.errors import MissingWeightsError
 
     names = [m.strip() for m in args.metrics.split(",") if m.strip()]
     options = {"inception_weights": args.inception_weights, "lpips_weights": args.lpips_weights, "net": args.lpips_net}

@@ -34,7 +34,7 @@ def run(args) -> int:
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     from fsgen_hub.cards import CARD_NAME, push_folder, read_model_folder, refresh_model_card
-    from fsgen_hub.errors import FsgenError
+    from fsgen_hub.utils.errors import FsgenError
 
     model_dir = Path(args.model_dir)
     read_model_folder(model_dir)  # a clear error before anything is written

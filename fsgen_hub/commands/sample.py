@@ -10,7 +10,7 @@ import argparse
 import re
 from pathlib import Path
 
-from fsgen_hub.errors import FsgenError
+from fsgen_hub.utils.errors import FsgenError
 
 MAX_SEEDS = 100_000
 
@@ -57,8 +57,8 @@ def run(args) -> int:
     import torch
 
     from fsgen_hub.hub import AutoGenerator
-    from fsgen_hub.io import atomic_path
-    from fsgen_hub.training.grids import save_image_grid
+    from fsgen_hub.utils.images import save_image_grid
+    from fsgen_hub.utils.io import atomic_path
 
     if args.seeds is not None and args.num is not None:
         raise FsgenError("pass either --seeds (one image per seed) or --num/--seed (one stream), not both")
@@ -96,7 +96,7 @@ def run(args) -> int:
 def _save_each(images, names: list[str], folder: Path) -> None:
     from PIL import Image
 
-    from fsgen_hub.io import atomic_path
+    from fsgen_hub.utils.io import atomic_path
 
     folder.mkdir(parents=True, exist_ok=True)
     arrays = (images * 255).round().byte().permute(0, 2, 3, 1).numpy()

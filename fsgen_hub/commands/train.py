@@ -17,9 +17,9 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from fsgen_hub.errors import FsgenError
     from fsgen_hub.training.arguments import from_namespace
     from fsgen_hub.training.trainer import AdaptationTrainer
+    from fsgen_hub.utils.errors import FsgenError
 
     if not args.architecture:
         raise FsgenError("fsgen train needs --architecture stylegan2|dcgan")

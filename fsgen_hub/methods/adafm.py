@@ -46,10 +46,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from fsgen_hub.errors import FsgenError
 from fsgen_hub.methods.base import AdaptContext, MethodConfig, register_method
 from fsgen_hub.methods.delta import AdapterParametrization, ModulationMethod, register
 from fsgen_hub.models.base import FilterLayer
+from fsgen_hub.utils.errors import FsgenError
 
 # parameters that come before the first filter layer (trained with the high-level blocks by default)
 PRE_NETWORK = {"stylegan2": ["style.*", "input.*"], "dcgan": []}

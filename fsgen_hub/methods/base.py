@@ -48,7 +48,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from fsgen_hub.errors import FsgenError
+from fsgen_hub.utils.errors import FsgenError
 
 # Methods shipped with the package, imported on first lookup (each file registers itself).
 BUILTIN_METHOD_MODULES = [

@@ -56,9 +56,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fsgen_hub.errors import CheckpointError, FsgenError
 from fsgen_hub.methods.base import AdaptContext, MethodConfig, StepBatch, register_method
 from fsgen_hub.methods.delta import AdapterParametrization, ModulationMethod, register, split_name
+from fsgen_hub.utils.errors import CheckpointError, FsgenError
 
 PERCEPTUAL_CHOICES = ("none", "laplacian", "d_features", "lpips_vgg")
 LATENTS_FILE = "bsa_latents.safetensors"
@@ -338,8 +338,8 @@ class BSA(ModulationMethod):
     def write_artifacts(self, ctx: AdaptContext, output_dir) -> dict[str, str]:
         from safetensors.torch import save_file
 
-        from fsgen_hub.io import atomic_path
-        from fsgen_hub.training.grids import save_image_grid
+        from fsgen_hub.utils.images import save_image_grid
+        from fsgen_hub.utils.io import atomic_path
 
         artifacts = super().write_artifacts(ctx, output_dir)
         output_dir = Path(output_dir)

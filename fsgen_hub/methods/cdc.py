@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fsgen_hub.errors import FsgenError
 from fsgen_hub.methods.base import AdaptationMethod, MethodConfig, register_method
 from fsgen_hub.models.ops import EqualConv2d, FusedLeakyReLU
+from fsgen_hub.utils.errors import FsgenError
 
 
 def distance_consistency(source_feats: list[torch.Tensor], target_feats: list[torch.Tensor],

@@ -57,9 +57,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fsgen_hub.errors import FsgenError
 from fsgen_hub.methods.base import AdaptationMethod, AdaptContext, MethodConfig, StepBatch, register_method
 from fsgen_hub.methods.bsa import PERCEPTUAL_CHOICES, build_perceptual, source_has_discriminator
+from fsgen_hub.utils.errors import FsgenError
 
 logger = logging.getLogger(__name__)
 
@@ -296,8 +296,8 @@ class D3T(AdaptationMethod):
             self.transformed_features = pooled_features(self.feature_D, self.transformed)
 
     def write_artifacts(self, ctx: AdaptContext, output_dir) -> dict[str, str]:
-        from fsgen_hub.io import write_json
-        from fsgen_hub.training.grids import save_image_grid
+        from fsgen_hub.utils.images import save_image_grid
+        from fsgen_hub.utils.io import write_json
 
         output_dir = Path(output_dir)
         write_json(output_dir / "d3t.json", {

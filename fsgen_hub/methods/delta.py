@@ -37,8 +37,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from fsgen_hub.errors import CheckpointError, FsgenError
 from fsgen_hub.methods.base import AdaptationMethod, AdaptContext
+from fsgen_hub.utils.errors import CheckpointError, FsgenError
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ def save_delta(method: ModulationMethod, model: nn.Module, folder) -> Path:
     from safetensors.torch import save_file
 
     from fsgen_hub import __version__
-    from fsgen_hub.io import atomic_dir, write_json
+    from fsgen_hub.utils.io import atomic_dir, write_json
 
     folder = Path(folder)
     tensors = delta_tensors(method, model)

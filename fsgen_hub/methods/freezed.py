@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fsgen_hub.errors import FsgenError
 from fsgen_hub.methods.base import AdaptationMethod, MethodConfig, register_method
+from fsgen_hub.utils.errors import FsgenError
 
 
 @dataclass

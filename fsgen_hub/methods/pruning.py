@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
-from fsgen_hub.errors import FsgenError
 from fsgen_hub.methods.base import AdaptationMethod, AdaptContext, MethodConfig
 from fsgen_hub.methods.fisher import ContinuousFisher, adversarial_parameter_fisher, squared_gradients, unit_scores
 from fsgen_hub.models.base import FilterLayer, FisherUnit
+from fsgen_hub.utils.errors import FsgenError
 
 
 def _slices(layer: FilterLayer, include_self: bool = True, include_consumers: bool = True) -> list[tuple[str, int]]:
@@ -447,8 +447,8 @@ class FilterPruningMethod(AdaptationMethod):
         return generator
 
     def write_artifacts(self, ctx: AdaptContext, output_dir) -> dict[str, str]:
-        from fsgen_hub.io import write_json
         from fsgen_hub.methods.pruning_plot import plot_pruning
+        from fsgen_hub.utils.io import write_json
 
         output_dir = Path(output_dir)
         final = {key: m.summary() for key, m in self.masks.items()}

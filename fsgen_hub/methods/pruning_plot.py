@@ -5,7 +5,7 @@ from pathlib import Path
 
 
 def plot_pruning(history: list[dict], path: str | Path, title: str = "pruned fraction per layer") -> None:
-    from fsgen_hub.extras import require
+    from fsgen_hub.utils.extras import require
 
     matplotlib = require("matplotlib", "the pruning plot")
     matplotlib.use("Agg")

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from fsgen_hub.errors import DataError, FsgenError
+from fsgen_hub.utils.errors import DataError, FsgenError
 
 
 @dataclass
@@ -81,7 +81,7 @@ def default_metrics() -> list[str]:
     """What every finished adaptation run reports: the weight-free metrics, plus each metric whose weights
     are configured (``FSGEN_INCEPTION_WEIGHTS`` for fid5k/kid5k, ``FSGEN_LPIPS_BACKBONE`` for intra_lpips1k,
     or the files in torch's hub cache)."""
-    from fsgen_hub.errors import MissingWeightsError
+    from fsgen_hub.utils.errors import MissingWeightsError
 
     names = list(WEIGHT_FREE_METRICS)
     for name, spec in list_metrics().items():
@@ -151,7 +151,7 @@ def evaluate(
     default: the model's lineage ``base_model``. ``paired_latents``: latents those metrics share.
     """
     from fsgen_hub.hub import AutoGenerator
-    from fsgen_hub.io import append_jsonl, portable_name
+    from fsgen_hub.utils.io import append_jsonl, portable_name
 
     names = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
     specs = [resolve_metric(name) for name in names]

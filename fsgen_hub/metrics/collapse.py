@@ -22,10 +22,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fsgen_hub.errors import FsgenError
 from fsgen_hub.metrics.base import MetricResult, register_metric
 from fsgen_hub.metrics.diversity import msssim_diversity
 from fsgen_hub.metrics.memorization import shot_spacing
+from fsgen_hub.utils.errors import FsgenError
 
 
 def effective_modes(images: torch.Tensor, threshold: float, size: int = 32) -> tuple[float, int]:

@@ -14,7 +14,7 @@ BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
 def msssim_diversity(fake: torch.Tensor, reference=None, shots=None, pairs: int = 500, seed: int = 0, kernel: int = 7) -> MetricResult:
-    from fsgen_hub.extras import require
+    from fsgen_hub.utils.extras import require
 
     ms_ssim = require("torchmetrics.functional.image", "the msssim_diversity metric") \
         .multiscale_structural_similarity_index_measure

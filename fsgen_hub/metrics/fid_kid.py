@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from fsgen_hub.errors import MissingWeightsError
-from fsgen_hub.extras import require
 from fsgen_hub.metrics.base import MetricResult, register_metric
+from fsgen_hub.utils.errors import MissingWeightsError
+from fsgen_hub.utils.extras import require
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE
@@ -81,7 +81,7 @@ _REF_CACHE: dict[str, torch.Tensor] = {}
 
 def _reference_features(reference: torch.Tensor, weights, extractor) -> torch.Tensor:
     """Reference features cached on disk under a hash of the images + extractor, written atomically."""
-    from fsgen_hub.io import atomic_path
+    from fsgen_hub.utils.io import atomic_path
 
     h = hashlib.sha256(reference.numpy().tobytes())
     h.update((str(weights) if extractor is None else repr(extractor)).encode())

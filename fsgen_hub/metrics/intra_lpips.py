@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from fsgen_hub.errors import MissingWeightsError
 from fsgen_hub.metrics.base import MetricResult, register_metric
+from fsgen_hub.utils.errors import MissingWeightsError
 
 BACKBONE_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
 
@@ -33,7 +33,7 @@ def backbone_path(net: str = "vgg", path: str | None = None) -> Path:
 
 def lpips_model(net: str = "vgg", weights: str | None = None, random_backbone: bool = False):
     """LPIPS with the backbone loaded from a local file (``random_backbone`` is for tests only)."""
-    from fsgen_hub.extras import require
+    from fsgen_hub.utils.extras import require
 
     lpips = require("lpips", "LPIPS (intra_lpips, BSA's perceptual loss)")
     torchvision = require("torchvision", "LPIPS (intra_lpips, BSA's perceptual loss)")
@@ -71,7 +71,7 @@ def intra_cluster_distance(samples: torch.Tensor, shots: torch.Tensor, distance:
 
 def intra_lpips(fake, reference=None, shots=None, net: str = "vgg", lpips_weights=None, random_backbone: bool = False,
                 batch_size: int = 64, **_) -> MetricResult:
-    from fsgen_hub.errors import FsgenError
+    from fsgen_hub.utils.errors import FsgenError
 
     if shots is None:
         raise FsgenError("intra-LPIPS needs the training shots (--shots DIR)")

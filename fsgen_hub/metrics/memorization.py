@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fsgen_hub.errors import FsgenError
 from fsgen_hub.metrics.base import MetricResult, register_metric
+from fsgen_hub.utils.errors import FsgenError
 
 
 def nearest_shot_distance(fake: torch.Tensor, shots: torch.Tensor, size: int = 32) -> torch.Tensor:

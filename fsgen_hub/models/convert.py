@@ -15,8 +15,8 @@ import zipfile
 from pathlib import Path
 
 from fsgen_hub import __version__
-from fsgen_hub.errors import CheckpointError, ModelNotFoundError
-from fsgen_hub.io import atomic_dir
+from fsgen_hub.utils.errors import CheckpointError, ModelNotFoundError
+from fsgen_hub.utils.io import atomic_dir
 
 FORMATS = ("rosinality", "stylegan2-ada", "dcgan")
 

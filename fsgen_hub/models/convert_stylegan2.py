@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 
-from fsgen_hub.errors import CheckpointError
 from fsgen_hub.hub import MAX_TENSOR_ELEMENTS
 from fsgen_hub.models.ops import make_kernel
 from fsgen_hub.models.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
+from fsgen_hub.utils.errors import CheckpointError
 
 STANDARD_FIR = make_kernel([1, 3, 3, 1])
 

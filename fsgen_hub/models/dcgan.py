@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from fsgen_hub.errors import CheckpointError
 from fsgen_hub.hub import MAX_LATENT, MAX_WIDTH, ModelConfig, check_int, check_parameter_budget
 from fsgen_hub.models.base import BaseDiscriminator, BaseGenerator, FilterLayer, FisherUnit
+from fsgen_hub.utils.errors import CheckpointError
 
 
 def _check_resolution(resolution: int) -> int:

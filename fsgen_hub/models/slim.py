@@ -5,7 +5,7 @@ import copy
 
 import torch
 
-from fsgen_hub.errors import FsgenError
+from fsgen_hub.utils.errors import FsgenError
 
 
 def slim_generator(G: torch.nn.Module, pruned: dict[str, torch.Tensor]) -> torch.nn.Module:

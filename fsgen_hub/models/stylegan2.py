@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fsgen_hub.errors import CheckpointError
 from fsgen_hub.hub import (
     MAX_LATENT,
     MAX_MAPPING_LAYERS,
@@ -35,6 +34,7 @@ from fsgen_hub.models.ops import (
     PixelNorm,
     Upsample,
 )
+from fsgen_hub.utils.errors import CheckpointError
 
 
 def default_channels(channel_multiplier: int = 2, max_channels: int = 512) -> dict[str, int]:

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
-from fsgen_hub.errors import FsgenError
+from fsgen_hub.utils.errors import FsgenError
 
 REPORT_TO = ("tensorboard", "wandb", "all", "none")
 # Recorded in logs/run_args.json but not replayed by --config: a replay is a new run in a new folder.

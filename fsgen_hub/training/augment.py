@@ -64,7 +64,7 @@ class DiffAugment:
         names = [p.strip() for p in policy.split(",") if p.strip() and p.strip() != "none"]
         unknown = [p for p in names if p not in POLICIES]
         if unknown:
-            from fsgen_hub.errors import FsgenError
+            from fsgen_hub.utils.errors import FsgenError
 
             raise FsgenError(f"unknown augmentation {', '.join(unknown)}; choose from {', '.join(POLICIES)} or none")
         self.names = names

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from fsgen_hub.errors import CheckpointError
+from fsgen_hub.utils.errors import CheckpointError
 
 CHECKPOINT_PREFIX = "checkpoint-"
 CHECKPOINT_RE = re.compile(rf"{CHECKPOINT_PREFIX}(\d+)")
@@ -165,7 +165,7 @@ SHIPPED_MODULES = {"generator_ema": "model.safetensors", "discriminator": "discr
 
 
 def _shipped_digests(model_dir: Path) -> dict[str, str]:
-    from fsgen_hub.io import file_sha256
+    from fsgen_hub.utils.io import file_sha256
 
     missing = [f for f in SHIPPED_MODULES.values() if not (model_dir / f).is_file()]
     if missing:
@@ -206,7 +206,7 @@ def export_training_state(checkpoint: Path, model_dir: Path, dest: Path) -> int:
     ``model_dir`` (the EMA generator and discriminator exported from that same checkpoint). Returns its size in bytes."""
     from safetensors.torch import load_file, save_file
 
-    from fsgen_hub.io import atomic_dir, write_json
+    from fsgen_hub.utils.io import atomic_dir, write_json
 
     checkpoint, model_dir, dest = Path(checkpoint), Path(model_dir), Path(dest)
     if not is_complete_checkpoint(checkpoint):
@@ -240,7 +240,7 @@ def restore_training_state(state_dir: Path, model_dir: Path, output_dir: Path) -
     the model folder it belongs to; ``fsgen train --resume latest`` then continues the run."""
     from safetensors.torch import load_file
 
-    from fsgen_hub.io import atomic_dir, write_json
+    from fsgen_hub.utils.io import atomic_dir, write_json
 
     state_dir, model_dir = Path(state_dir), Path(model_dir)
     trainer_state = read_json(state_dir / TRAINER_STATE_NAME)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fsgen_hub.errors import DataError, OfflineError
+from fsgen_hub.utils.errors import DataError, OfflineError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 EMBEDDED_TARGET = Path(__file__).resolve().parents[1] / "assets" / "target"
@@ -85,7 +85,7 @@ def decode(raw: RawImage, resolution: int) -> torch.Tensor:
 
 
 def _datasets():
-    from fsgen_hub.extras import require
+    from fsgen_hub.utils.extras import require
 
     return require("datasets", "reading datasets (parquet files, saved datasets, hub dataset ids)")
 

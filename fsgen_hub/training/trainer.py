@@ -24,17 +24,17 @@ from typing import Any
 import torch
 
 from fsgen_hub import __version__
-from fsgen_hub.errors import FsgenError
 from fsgen_hub.hub import LINEAGE_NAME, AutoDiscriminator, AutoGenerator, model_class, read_lineage
-from fsgen_hub.io import append_jsonl, file_sha256, is_local_path, portable_name, write_json
 from fsgen_hub.methods.base import AdaptationMethod, AdaptContext, StepBatch, get_method
 from fsgen_hub.methods.recipes import for_run
 from fsgen_hub.training import checkpointing as ckpt
 from fsgen_hub.training.arguments import GLOBAL_DEFAULTS, TrainingArguments
 from fsgen_hub.training.augment import DiffAugment, random_xflip
 from fsgen_hub.training.data import load_images
-from fsgen_hub.training.grids import save_image_grid
 from fsgen_hub.training.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
+from fsgen_hub.utils.errors import FsgenError
+from fsgen_hub.utils.images import save_image_grid
+from fsgen_hub.utils.io import append_jsonl, file_sha256, is_local_path, portable_name, write_json
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = ckpt.CHECKPOINT_PREFIX
@@ -146,7 +146,7 @@ class AdaptationTrainer:
 
     # ------------------------------------------------------------------ main loop
     def train(self) -> Path:
-        from fsgen_hub.extras import require
+        from fsgen_hub.utils.extras import require
 
         require("accelerate", "training (fsgen adapt / fsgen train)")
         args, method = self.args, self.method

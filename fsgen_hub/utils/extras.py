@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from fsgen_hub.errors import FsgenError
+from fsgen_hub.utils.errors import FsgenError
 
 # import name -> (pip name, extra that installs it)
 OPTIONAL = {
