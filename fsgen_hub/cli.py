@@ -2,26 +2,26 @@
 
 Every subcommand lives in ``fsgen_hub/commands/<name>.py`` and exposes
 ``register(subparsers) -> argparse.ArgumentParser`` whose parser has ``func=run`` set as default,
-where ``run(args) -> int``. Modules are imported only when listed here, so a missing optional
-piece does not break the other commands.
+where ``run(args) -> int``. Command modules import their heavy dependencies inside ``run``, so that
+``fsgen --help`` stays fast and a missing optional piece breaks only the command that needs it.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
 
-from fsgen_hub import __version__
+from fsgen_hub.commands import adapt, convert, demo, evaluate, methods, push, sample, train, zoo
+from fsgen_hub.utils.constants import __version__
 from fsgen_hub.utils.errors import FsgenError
 
 COMMAND_MODULES = [
-    "sample", "convert", "zoo",        # generator zoo
-    "adapt", "train", "methods",        # trainer
-    "evaluate",                         # metrics
-    "push",                             # publishing
-    "demo",                             # Gradio app
+    sample, convert, zoo,               # generator zoo
+    adapt, train, methods,              # trainer
+    evaluate,                           # metrics
+    push,                               # publishing
+    demo,                               # Gradio app
 ]
 
 
@@ -33,13 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fsgen_hub {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"fsgen_hub.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"fsgen_hub.commands.{name}":
-                continue  # command not built yet
-            raise
+    for module in COMMAND_MODULES:
         module.register(sub)
     return parser
 

@@ -127,7 +127,7 @@ class ModelCache:
 
     def files(self, model_id: str, names: list[str], kind: str | None = None) -> dict[str, str]:
         """Local paths of ``names`` of an allowed model (FsgenError when it lacks them)."""
-        from fsgen_hub.hub import resolve_model_files
+        from fsgen_hub.zoo import resolve_model_files
 
         kind = kind or self.kind(model_id)
         if kind == "listed":
@@ -170,7 +170,8 @@ class ModelCache:
                 self._loading.pop(key, None)
 
     def _load(self, model_id: str, kind: str) -> torch.nn.Module:
-        from fsgen_hub.hub import CONFIG_NAME, WEIGHTS_NAME, AutoGenerator
+        from fsgen_hub.auto import AutoGenerator
+        from fsgen_hub.utils.constants import CONFIG_NAME, WEIGHTS_NAME
 
         if kind == "listed":
             return AutoGenerator.from_pretrained(model_id)
@@ -226,7 +227,7 @@ class ModelCache:
                     raise unavailable
             except OSError:
                 raise unavailable from None
-            from fsgen_hub.hub import AutoGenerator
+            from fsgen_hub.auto import AutoGenerator
 
             return self._cached(f"source:{digest}", lambda: AutoGenerator.from_pretrained(candidate)), source_id
         if source_id in self.models:

@@ -2,7 +2,8 @@
 
 ``resolve_local(id)`` gives a local hub folder for ids that work offline (the DigiFace DCGAN is
 converted on first use from the weights shipped in the PyPI package ``gan-face-generate``); other
-ids go to the Hugging Face Hub through ``AutoGenerator.from_pretrained``.
+ids go to the Hugging Face Hub through ``AutoGenerator.from_pretrained``. ``resolve_model_files`` is the
+zoo-aware file resolution every loader above this layer uses: local folder → zoo id → hub repo id.
 """
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fsgen_hub.utils import hub_utils
+from fsgen_hub.utils.constants import CONFIG_NAME, WEIGHTS_NAME
 from fsgen_hub.utils.errors import FsgenError, ModelNotFoundError
+from fsgen_hub.utils.extras import require
 
 DEFAULT_SOURCE = "fsgen/dcgan-digiface64"
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -90,13 +94,19 @@ def resolve_local(model_id: str) -> Path | None:
         return _digiface_folder()
     if model_id == "fsgen/stylegan2-faces64":
         folder = ASSETS / "stylegan2-faces64"
-        return folder if (folder / "config.json").is_file() else None
+        return folder if (folder / CONFIG_NAME).is_file() else None
     return None
 
 
-def digiface_weights_path() -> Path:
-    from fsgen_hub.utils.extras import require
+def resolve_model_files(model_id: str | os.PathLike, filenames: list[str], **hub_kwargs) -> dict[str, str]:
+    """Local paths of ``filenames`` for a local folder, a zoo id or a hub repo id (``hub_kwargs``: subfolder,
+    revision, cache_dir, force_download, token, local_files_only); one-line errors naming close zoo ids."""
+    model_id = str(model_id)
+    zoo_dir = None if Path(model_id).expanduser().is_dir() else resolve_local(model_id)
+    return hub_utils.resolve_model_files(model_id, filenames, local_dir=zoo_dir, known_ids=list_models(), **hub_kwargs)
 
+
+def digiface_weights_path() -> Path:
     gan_face_generate = require("gan_face_generate", f"the zoo model {DEFAULT_SOURCE}")
     path = Path(gan_face_generate.__file__).resolve().parent / "weights.tar"
     if not path.is_file():
@@ -106,9 +116,9 @@ def digiface_weights_path() -> Path:
 
 def _digiface_folder() -> Path:
     folder = cache_dir() / DEFAULT_SOURCE.replace("/", "--")
-    if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file():
+    if (folder / WEIGHTS_NAME).is_file() and (folder / CONFIG_NAME).is_file():
         return folder
-    from fsgen_hub.models.convert import convert_checkpoint
+    from fsgen_hub.models.convert import convert_checkpoint  # here, not at the top: `fsgen zoo` needs no torch
 
     entry = ZOO[DEFAULT_SOURCE]
     convert_checkpoint(

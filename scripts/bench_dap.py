@@ -61,7 +61,7 @@ def main(argv=None) -> None:
                                   output_dir=str(Path(tmp) / "run"), save_every=0, sample_every=0, device=args.device)
         trainer = AdaptationTrainer(targs)
         out = trainer.train()
-        from fsgen_hub.hub import AutoGenerator
+        from fsgen_hub.auto import AutoGenerator
 
         masked = AutoGenerator.from_pretrained(out).to(device).eval()
     layer_masks = trainer.method.masks["G"].filter_layer_masks()

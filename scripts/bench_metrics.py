@@ -25,9 +25,9 @@ def main(argv=None) -> None:
     parser.add_argument("--reference", default=str(SHARED / "data" / "cufs_sketches"))
     parser.add_argument("--metrics", default="swd,msssim_diversity,memorization,fid5k,kid5k,intra_lpips1k")
     args = parser.parse_args(argv)
-    from fsgen_hub.hub import AutoGenerator
+    from fsgen_hub.auto import AutoGenerator
+    from fsgen_hub.data import load_images
     from fsgen_hub.metrics import evaluate
-    from fsgen_hub.training.data import load_images
     from fsgen_hub.utils.errors import FsgenError
     from fsgen_hub.zoo import DEFAULT_SOURCE
 

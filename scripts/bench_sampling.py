@@ -18,7 +18,7 @@ from _bench_common import conv_peak_gflops, count_flops, hardware, markdown_tabl
 
 
 def models():
-    from fsgen_hub.hub import AutoGenerator
+    from fsgen_hub.auto import AutoGenerator
     from fsgen_hub.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator
     from fsgen_hub.zoo import DEFAULT_SOURCE
 

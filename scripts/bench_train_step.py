@@ -61,8 +61,8 @@ def worker(args) -> dict:
 
     import torch
 
+    from fsgen_hub.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
     from fsgen_hub.models.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
-    from fsgen_hub.training.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 
     device = torch.device(args.device)
     torch.manual_seed(0)

@@ -135,9 +135,9 @@ def train_chunk(run: Path, data: Path, steps: int, device: str) -> float:
 
 def export(run: Path, data: Path, status: str, swd_samples: int) -> Path:
     from fsgen_hub import cards
-    from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
+    from fsgen_hub.auto import AutoDiscriminator, AutoGenerator
+    from fsgen_hub.data import load_images
     from fsgen_hub.metrics import evaluate
-    from fsgen_hub.training.data import load_images
     from fsgen_hub.utils.io import append_jsonl, atomic_dir, read_jsonl
 
     if not (run / "lineage.json").is_file():

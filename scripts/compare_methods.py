@@ -92,7 +92,7 @@ def worker(args) -> dict:
 
     import torch
 
-    from fsgen_hub.hub import AutoGenerator
+    from fsgen_hub.auto import AutoGenerator
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -124,7 +124,7 @@ def _reference_and_exclusion(args):
 
 
 def _evaluate_source(args) -> dict:
-    from fsgen_hub.hub import AutoGenerator
+    from fsgen_hub.auto import AutoGenerator
     from fsgen_hub.metrics import evaluate
 
     G = AutoGenerator.from_pretrained(args.source)
@@ -139,9 +139,9 @@ def _evaluate_source(args) -> dict:
 
 def _adapt(args, spec: dict, run_dir: Path) -> None:
     """Train (or finish training) ``run_dir``; a finished run folder is kept as it is."""
-    from fsgen_hub.hub import LINEAGE_NAME
     from fsgen_hub.training.arguments import TrainingArguments
     from fsgen_hub.training.trainer import CHECKPOINT_PREFIX, AdaptationTrainer
+    from fsgen_hub.utils.constants import LINEAGE_NAME
 
     if (run_dir / LINEAGE_NAME).is_file() and (run_dir / "model.safetensors").is_file():
         return
@@ -173,7 +173,7 @@ def read_curve(metrics_jsonl: Path) -> list[dict]:
 
 
 def _read_run(run_dir: Path) -> dict:
-    from fsgen_hub.hub import read_lineage
+    from fsgen_hub.folder import read_lineage
 
     lineage = read_lineage(run_dir) or {}
     training = lineage.get("training", {})
@@ -315,7 +315,7 @@ def plot_source_vs_adapted(source: str, run_dirs: dict[str, Path], path: Path) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fsgen_hub.hub import AutoGenerator
+    from fsgen_hub.auto import AutoGenerator
 
     models = {"source": source, **{label: str(d) for label, d in run_dirs.items()}}
     source_G = AutoGenerator.from_pretrained(source)

@@ -151,7 +151,7 @@ def test_bsa_resume_repeats_the_uninterrupted_run(setup):
     # the latents live in the method (its state_dict), scale/shift in the parametrized G: both must survive resume
     import shutil
 
-    from fsgen_hub.hub import AutoGenerator
+    from fsgen_hub.auto import AutoGenerator
 
     _, straight = run(setup, "dcgan", "bsa", {}, steps=4, save_every=2)
     shutil.copytree(straight / "checkpoint-2", setup / "resumed" / "checkpoint-2")
@@ -169,7 +169,7 @@ def test_bsa_resume_repeats_the_uninterrupted_run(setup):
 
 
 def _load(path):
-    from fsgen_hub.hub import AutoGenerator
+    from fsgen_hub.auto import AutoGenerator
 
     return AutoGenerator.from_pretrained(path)
 

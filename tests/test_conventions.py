@@ -10,9 +10,9 @@ import yaml
 from helpers import save_tiny_dcgan_source, write_random_images
 from huggingface_hub import ModelCard
 
+from fsgen_hub.auto import AutoGenerator
 from fsgen_hub.cli import main as cli_main
-from fsgen_hub.hub import AutoGenerator
-from fsgen_hub.metrics.base import default_metrics
+from fsgen_hub.metrics.registry import default_metrics
 from fsgen_hub.training.augment import random_xflip
 from fsgen_hub.utils.errors import FsgenError
 

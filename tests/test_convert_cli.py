@@ -6,7 +6,7 @@ import torch
 from helpers import PARITY_ATOL, assert_one_line_error, save_tiny_rosinality_checkpoint, tiny_stylegan2_models
 from helpers import fsgen_cli as fsgen
 
-from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
+from fsgen_hub.auto import AutoDiscriminator, AutoGenerator
 from fsgen_hub.models.convert import convert_checkpoint
 from fsgen_hub.utils.errors import CheckpointError
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fsgen_hub.training.data import load_images, read_raw_images
+from fsgen_hub.data import load_images, read_raw_images
 from fsgen_hub.utils.errors import DataError
 
 

@@ -9,9 +9,10 @@ from helpers import run as adapt
 from helpers import save_tiny_dcgan_source, save_tiny_stylegan2_source, write_random_images
 from safetensors.torch import load_file
 
-from fsgen_hub.hub import AutoGenerator
+from fsgen_hub.auto import AutoGenerator, load_delta
+from fsgen_hub.methods.adapters import merge
 from fsgen_hub.methods.bsa import load_latent_fit, sample_latent_fit
-from fsgen_hub.methods.delta import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, load_delta, merge
+from fsgen_hub.utils.constants import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME
 from fsgen_hub.utils.errors import CheckpointError, ModelNotFoundError
 
 

@@ -111,7 +111,7 @@ def test_broken_lineage_and_metrics_do_not_break_the_panel_or_the_app(tmp_path, 
 
 
 def test_concurrent_requests_load_a_model_once(tmp_path, tiny_dcgan, monkeypatch):
-    from fsgen_hub.hub import AutoGenerator
+    from fsgen_hub.auto import AutoGenerator
 
     tiny_dcgan[0].save_pretrained(tmp_path / "m")
     cache = ModelCache([str(tmp_path / "m")], device="cpu")

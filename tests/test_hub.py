@@ -7,7 +7,7 @@ import pytest
 import torch
 from helpers import fsgen_cli as run_cli
 
-from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
+from fsgen_hub.auto import AutoDiscriminator, AutoGenerator
 from fsgen_hub.utils.errors import CheckpointError, ModelNotFoundError, OfflineError
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-import fsgen_hub.training.data as data_module
-from fsgen_hub.training.data import load_images
+import fsgen_hub.data as data_module
+from fsgen_hub.data import load_images
 from fsgen_hub.utils.errors import DataError
 
 PETS_CARD = """---

@@ -10,8 +10,8 @@ from hub_server import local_hub
 from huggingface_hub import CommitOperationAdd, HfApi, PyTorchModelHubMixin
 from torch import nn
 
+from fsgen_hub.auto import AutoGenerator
 from fsgen_hub.cli import main as cli_main
-from fsgen_hub.hub import AutoGenerator
 from fsgen_hub.models.convert import convert_checkpoint
 
 TOKEN = "hf_TestWriteToken0123456789abcdef"

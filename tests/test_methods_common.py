@@ -8,7 +8,7 @@ import torch
 from helpers import run as adapt
 from helpers import save_tiny_dcgan_source, write_random_images
 
-from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
+from fsgen_hub.auto import AutoDiscriminator, AutoGenerator
 from fsgen_hub.methods.base import get_method, list_methods
 from fsgen_hub.utils.errors import FsgenError
 from fsgen_hub.utils.io import read_jsonl

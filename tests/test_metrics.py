@@ -9,11 +9,12 @@ import scipy.linalg
 import torch
 from helpers import fsgen_cli
 
-from fsgen_hub.metrics.base import drop_near_duplicates, evaluate, resolve_metric
+from fsgen_hub.metrics.base import drop_near_duplicates, evaluate
 from fsgen_hub.metrics.diversity import msssim_diversity
 from fsgen_hub.metrics.fid_kid import fid, frechet_distance, gaussian_stats, kid_from_features
 from fsgen_hub.metrics.intra_lpips import intra_cluster_distance, intra_lpips
 from fsgen_hub.metrics.memorization import memorization
+from fsgen_hub.metrics.registry import resolve_metric
 from fsgen_hub.metrics.swd import swd
 from fsgen_hub.utils.errors import MissingWeightsError
 

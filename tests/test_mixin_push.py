@@ -9,8 +9,9 @@ from safetensors.torch import load as safetensors_load
 from test_cards import METRICS, make_model_folder
 
 from fsgen_hub import cards
-from fsgen_hub.cards import push_folder, write_model_card
-from fsgen_hub.hub import AutoGenerator
+from fsgen_hub.auto import AutoGenerator
+from fsgen_hub.cards import write_model_card
+from fsgen_hub.publish import push_folder
 from fsgen_hub.utils.errors import FsgenError
 from fsgen_hub.utils.io import append_jsonl
 

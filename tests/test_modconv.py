@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fsgen_hub.losses import r1_penalty
 from fsgen_hub.models.ops import make_kernel, upfirdn2d, upfirdn2d_reference
 from fsgen_hub.models.stylegan2 import (
     ModulatedConv2d,
@@ -13,7 +14,6 @@ from fsgen_hub.models.stylegan2 import (
     StyleGAN2Generator,
     set_modconv_implementation,
 )
-from fsgen_hub.training.losses import r1_penalty
 
 
 def _outputs_and_grads(conv: ModulatedConv2d, implementation: str, x: torch.Tensor, w: torch.Tensor, probe: torch.Tensor):

@@ -14,7 +14,7 @@ import pytest
 import torch
 from helpers import run, save_tiny_dcgan_source, save_tiny_stylegan2_source, tiny_stylegan2_models, write_random_images
 
-from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
+from fsgen_hub.auto import AutoDiscriminator, AutoGenerator
 from fsgen_hub.methods.dap import DAP, DAPConfig
 from fsgen_hub.methods.pruning import UnitMasks, pooled_percentile_decision, unit_size
 from fsgen_hub.methods.rick import RICK, RICKConfig

@@ -7,7 +7,7 @@ import os
 import pytest
 from PIL import Image
 
-from fsgen_hub.cards import publishable_files
+from fsgen_hub.publish import publishable_files
 
 
 @pytest.fixture

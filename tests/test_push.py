@@ -10,9 +10,10 @@ from hub_server import local_hub
 from huggingface_hub import ModelCard, constants
 from test_cards import METRICS, make_model_folder
 
-from fsgen_hub.cards import push_folder, scrub, write_model_card
+from fsgen_hub.auto import AutoDiscriminator, AutoGenerator
+from fsgen_hub.cards import write_model_card
 from fsgen_hub.cli import main as cli_main
-from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
+from fsgen_hub.publish import push_folder, scrub
 from fsgen_hub.utils.errors import FsgenError, OfflineError
 from fsgen_hub.utils.io import append_jsonl
 

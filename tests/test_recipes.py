@@ -9,7 +9,7 @@ import pytest
 import torch
 from helpers import save_tiny_dcgan_source, tiny_stylegan2_config, write_random_images
 
-from fsgen_hub.hub import AutoGenerator
+from fsgen_hub.auto import AutoGenerator
 from fsgen_hub.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from fsgen_hub.training.arguments import TrainingArguments
 from fsgen_hub.training.trainer import AdaptationTrainer
@@ -122,7 +122,7 @@ def test_lazy_regularisation_corrects_adam_like_stylegan2(tmp):
 
 
 def test_freezed_default_trains_the_last_three_d_blocks_and_the_output_layer(tmp):
-    from fsgen_hub.hub import AutoDiscriminator
+    from fsgen_hub.auto import AutoDiscriminator
 
     source_D = AutoDiscriminator.from_pretrained(tmp / "sg2")
     out = AdaptationTrainer(args_for(tmp, "sg2", "freezed", method="freezed", steps=2)).train()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from helpers import write_random_images
 
-from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
+from fsgen_hub.auto import AutoDiscriminator, AutoGenerator
 from fsgen_hub.methods.pruning import cumulative_share_decision, pooled_percentile_decision
 from fsgen_hub.models.base import FisherUnit
 from fsgen_hub.training.arguments import TrainingArguments

@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import save_tiny_dcgan_source, write_random_images
 
-from fsgen_hub.hub import AutoGenerator
+from fsgen_hub.auto import AutoGenerator
 from fsgen_hub.training.arguments import TrainingArguments
 from fsgen_hub.training.trainer import AdaptationTrainer
 from fsgen_hub.utils.errors import FsgenError

@@ -5,7 +5,7 @@ import pytest
 import torch
 from helpers import tiny_stylegan2_config
 
-from fsgen_hub.hub import AutoGenerator
+from fsgen_hub.auto import AutoGenerator
 from fsgen_hub.methods.pruning import FilterMasks
 from fsgen_hub.models.dcgan import DCGANConfig, DCGANGenerator
 from fsgen_hub.models.slim import slim_generator

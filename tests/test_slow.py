@@ -38,7 +38,7 @@ def test_fresh_install_and_shortened_main_command_work_offline(tmp_path):
 
 
 def test_digiface_to_sketches_lowers_swd_and_records_a_complete_lineage(tmp_path, shared_dir):
-    from fsgen_hub.hub import AutoGenerator
+    from fsgen_hub.auto import AutoGenerator
     from fsgen_hub.metrics import evaluate
     from fsgen_hub.training.arguments import TrainingArguments
     from fsgen_hub.training.trainer import AdaptationTrainer

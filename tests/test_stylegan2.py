@@ -7,7 +7,7 @@ import pytest
 import torch
 from helpers import PARITY_ATOL, tiny_stylegan2_config
 
-from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
+from fsgen_hub.auto import AutoDiscriminator, AutoGenerator
 from fsgen_hub.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from fsgen_hub.utils.errors import CheckpointError
 

@@ -8,7 +8,7 @@ import torch
 from helpers import write_random_images
 
 from fsgen_hub import cli
-from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
+from fsgen_hub.auto import AutoDiscriminator, AutoGenerator
 from fsgen_hub.utils.io import read_jsonl
 
 TINY_STYLEGAN2 = json.dumps({"style_dim": 8, "n_mlp": 1, "channels": {"4": 4, "8": 4, "16": 4}})

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fsgen_hub.hub import AutoGenerator
+from fsgen_hub.auto import AutoGenerator
 from fsgen_hub.training.arguments import TrainingArguments
 from fsgen_hub.training.trainer import AdaptationTrainer
 from fsgen_hub.utils.errors import DataError, FsgenError

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from fsgen_hub.hub import AutoGenerator
 from test_train_scratch import TINY_STYLEGAN2, train
 
+from fsgen_hub.auto import AutoGenerator
 from fsgen_hub.training import checkpointing as ckpt
 from fsgen_hub.utils.errors import CheckpointError
 

@@ -19,11 +19,11 @@ from PIL import Image
 from test_nvlabs_pickle import build_tree, fake_torch_utils  # noqa: F401  (fixture)
 
 from fsgen_hub import cli
-from fsgen_hub.hub import AutoGenerator
+from fsgen_hub.auto import AutoGenerator
+from fsgen_hub.data import load_images
 from fsgen_hub.models.convert import convert_checkpoint
 from fsgen_hub.models.convert_stylegan2 import convert_nvlabs, load_nvlabs_pickle
 from fsgen_hub.models.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
-from fsgen_hub.training.data import load_images
 from fsgen_hub.utils.errors import CheckpointError, DataError
 
 TINY = {"resolution": 16, "style_dim": 8, "n_mlp": 1, "channels": {"4": 4, "8": 4, "16": 4}}

@@ -23,7 +23,8 @@ def test_unknown_zoo_id_lists_close_names():
 def test_digiface_matches_the_packages_own_generator(tmp_path, monkeypatch):
     from gan_face_generate.models import Generator
 
-    from fsgen_hub.hub import AutoGenerator, read_lineage
+    from fsgen_hub.auto import AutoGenerator
+    from fsgen_hub.folder import read_lineage
 
     monkeypatch.setenv("FSGEN_HOME", str(tmp_path))
     G = AutoGenerator.from_pretrained(zoo.DEFAULT_SOURCE)
@@ -45,7 +46,7 @@ def test_faces64_source_ships_with_its_discriminator_card_and_terms(tmp_path):
 
     from helpers import write_random_images
 
-    from fsgen_hub.hub import AutoDiscriminator, AutoGenerator
+    from fsgen_hub.auto import AutoDiscriminator, AutoGenerator
     from fsgen_hub.training.arguments import TrainingArguments
     from fsgen_hub.training.trainer import AdaptationTrainer
     from fsgen_hub.utils.io import read_jsonl

@@ -21,7 +21,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from fsgen_hub.hub import AutoGenerator
+    from fsgen_hub.auto import AutoGenerator
     from fsgen_hub.models.convert import convert_checkpoint
 
     out = convert_checkpoint(args.src, args.out, from_format=args.from_format, revision=args.revision,

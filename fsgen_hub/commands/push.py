@@ -33,7 +33,10 @@ def run(args) -> int:
 
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-    from fsgen_hub.cards import CARD_NAME, push_folder, read_model_folder, refresh_model_card
+    from fsgen_hub.cards import refresh_model_card
+    from fsgen_hub.folder import read_model_folder
+    from fsgen_hub.publish import push_folder
+    from fsgen_hub.utils.constants import CARD_NAME
     from fsgen_hub.utils.errors import FsgenError
 
     model_dir = Path(args.model_dir)

@@ -56,7 +56,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     import torch
 
-    from fsgen_hub.hub import AutoGenerator
+    from fsgen_hub.auto import AutoGenerator
     from fsgen_hub.utils.images import save_image_grid
     from fsgen_hub.utils.io import atomic_path
 

@@ -47,7 +47,8 @@ import torch
 from torch import nn
 
 from fsgen_hub.methods.base import AdaptContext, MethodConfig, register_method
-from fsgen_hub.methods.delta import AdapterParametrization, ModulationMethod, register
+from fsgen_hub.methods.delta import AdapterParametrization, register
+from fsgen_hub.methods.modulation import ModulationMethod
 from fsgen_hub.models.base import FilterLayer
 from fsgen_hub.utils.errors import FsgenError
 

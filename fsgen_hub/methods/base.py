@@ -39,7 +39,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import importlib
 from abc import ABC
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -49,19 +48,6 @@ import torch
 from torch import nn
 
 from fsgen_hub.utils.errors import FsgenError
-
-# Methods shipped with the package, imported on first lookup (each file registers itself).
-BUILTIN_METHOD_MODULES = [
-    "fsgen_hub.methods.finetune",
-    "fsgen_hub.methods.freezed",
-    "fsgen_hub.methods.ewc",
-    "fsgen_hub.methods.cdc",
-    "fsgen_hub.methods.rick",
-    "fsgen_hub.methods.dap",
-    "fsgen_hub.methods.adafm",
-    "fsgen_hub.methods.bsa",
-    "fsgen_hub.methods.d3t",
-]
 
 
 @dataclass
@@ -218,32 +204,27 @@ class AdaptationMethod(ABC):
         return {}
 
 
+# The method registry is a leaf: each method file calls register_method at its bottom, and
+# fsgen_hub/methods/__init__.py imports every method file (so importing this module fills it).
 _REGISTRY: dict[str, tuple[type[MethodConfig], type[AdaptationMethod]]] = {}
 
 
 def register_method(name: str, config_class: type[MethodConfig], method_class: type[AdaptationMethod]) -> None:
+    """Make ``method_class`` (configured by ``config_class``) available as ``--method name``; a name is taken once."""
+    if name in _REGISTRY and _REGISTRY[name][1] is not method_class:
+        raise FsgenError(f"a method named {name!r} is already registered ({_REGISTRY[name][1].__name__}): "
+                         f"register {method_class.__name__} under another name")
     method_class.name = name
     method_class.config_class = config_class
     _REGISTRY[name] = (config_class, method_class)
 
 
-def _load_builtins() -> None:
-    for module in BUILTIN_METHOD_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:  # a real missing dependency inside a method file
-                raise
-
-
 def list_methods() -> dict[str, type[AdaptationMethod]]:
-    _load_builtins()
     return {name: cls for name, (_, cls) in sorted(_REGISTRY.items())}
 
 
 def get_method(name: str, options: dict[str, Any] | None = None) -> AdaptationMethod:
     """Instantiate a registered method with its config built from ``options``."""
-    _load_builtins()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""

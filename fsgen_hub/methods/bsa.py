@@ -48,19 +48,18 @@ Recipe (``fsgen_hub.methods.recipes``; github.com/nogu-atsu/small-dataset-image-
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fsgen_hub.methods.base import AdaptContext, MethodConfig, StepBatch, register_method
-from fsgen_hub.methods.delta import AdapterParametrization, ModulationMethod, register, split_name
+from fsgen_hub.methods.delta import AdapterParametrization, register, split_name
+from fsgen_hub.methods.modulation import ModulationMethod
+from fsgen_hub.methods.perceptual_terms import PERCEPTUAL_CHOICES, build_perceptual
 from fsgen_hub.utils.errors import CheckpointError, FsgenError
 
-PERCEPTUAL_CHOICES = ("none", "laplacian", "d_features", "lpips_vgg")
 LATENTS_FILE = "bsa_latents.safetensors"
 COVARIANCE_JITTER = 1e-3
 
@@ -95,66 +94,6 @@ class BSAConfig(MethodConfig):
 
 
 # ----------------------------------------------------------------------------- shared loss helpers
-def laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
-    """Band-pass levels (x − up(down(x))) from fine to coarse, then the low-pass residual."""
-    out = []
-    for _ in range(levels - 1):
-        if min(x.shape[-2:]) < 2:
-            break
-        down = F.avg_pool2d(x, 2)
-        out.append(x - F.interpolate(down, size=x.shape[-2:], mode="bilinear", align_corners=False))
-        x = down
-    out.append(x)
-    return out
-
-
-def laplacian_l1(a: torch.Tensor, b: torch.Tensor, levels: int = 4) -> torch.Tensor:
-    """Mean over pyramid levels of the per-pixel L1 distance: a weight-free perceptual distance."""
-    pa, pb = laplacian_pyramid(a, levels), laplacian_pyramid(b, levels)
-    return torch.stack([(x - y).abs().mean() for x, y in zip(pa, pb)]).mean()
-
-
-def source_has_discriminator(ctx: AdaptContext) -> bool:
-    """Whether ctx.D came from the source model (False: the trainer initialised it at random)."""
-    from fsgen_hub.hub import CONFIG_NAME, DISCRIMINATOR_SUBFOLDER, WEIGHTS_NAME, resolve_model_files
-
-    source = getattr(ctx.args, "source", None)
-    if ctx.D is None or source is None or getattr(ctx.args, "architecture", None):
-        return False
-    try:
-        resolve_model_files(source, [CONFIG_NAME, WEIGHTS_NAME], subfolder=DISCRIMINATOR_SUBFOLDER)
-    except FsgenError:
-        return False
-    return True
-
-
-def feature_l1(D: nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    fa, fb = D(a, return_features=True)[1], D(b, return_features=True)[1]
-    return torch.stack([(fa[k] - fb[k]).abs().mean() for k in fa]).mean()
-
-
-def build_perceptual(kind: str, ctx: AdaptContext, *, levels: int = 4, lpips_weights: str | None = None,
-                     who: str = "BSA") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
-    """A distance(fake, target) → scalar for ``kind`` (None for "none"); fails early with a one-line error."""
-    if kind == "none":
-        return None
-    if kind == "laplacian":
-        return lambda a, b: laplacian_l1(a, b, levels)
-    if kind == "d_features":
-        if not source_has_discriminator(ctx):
-            raise FsgenError(f"{who}: perceptual='d_features' needs the source model's discriminator, which "
-                             f"{getattr(ctx.args, 'source', 'the source')} lacks: use perceptual=laplacian")
-        D = ctx.frozen_copy("source_D", ctx.D)
-        return lambda a, b: feature_l1(D, a, b)
-    if kind == "lpips_vgg":
-        from fsgen_hub.metrics.intra_lpips import backbone_path, lpips_model
-
-        backbone_path("vgg", lpips_weights)  # MissingWeightsError naming the file and how to provide it
-        model = lpips_model("vgg", lpips_weights).to(ctx.device)
-        return lambda a, b: model(a, b).mean()
-    raise FsgenError(f"{who}: unknown perceptual term {kind!r}; choose from {', '.join(PERCEPTUAL_CHOICES)}")
-
-
 def emd_to_prior(z: torch.Tensor, factor: int = 10) -> torch.Tensor:
     """Symmetric nearest-neighbour squared distance between ``z`` and ``factor``·N draws of N(0, I)."""
     t = torch.randn(len(z) * factor, z.shape[1], device=z.device, dtype=z.dtype)

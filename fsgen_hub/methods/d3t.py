@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsgen_hub.methods.base import AdaptationMethod, AdaptContext, MethodConfig, StepBatch, register_method
-from fsgen_hub.methods.bsa import PERCEPTUAL_CHOICES, build_perceptual, source_has_discriminator
+from fsgen_hub.methods.perceptual_terms import PERCEPTUAL_CHOICES, build_perceptual, source_has_discriminator
 from fsgen_hub.utils.errors import FsgenError
 
 logger = logging.getLogger(__name__)

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from fsgen_hub.losses import g_nonsaturating_loss
 from fsgen_hub.methods.base import AdaptationMethod, MethodConfig, register_method
 from fsgen_hub.methods.fisher import per_parameter_fisher
-from fsgen_hub.training.losses import g_nonsaturating_loss
 
 logger = logging.getLogger(__name__)
 

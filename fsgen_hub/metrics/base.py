@@ -1,4 +1,4 @@
-"""Metric registry (NVlabs metric_main style): names encode the protocol, results record it.
+"""Evaluation (NVlabs metric_main style): metrics from the registry (``fsgen_hub.metrics.registry``) run on one sample set.
 
 ``evaluate(model, reference, metrics, ...)`` generates samples once, runs each metric, appends one
 JSON line per result to ``<model folder>/metrics.jsonl`` (or ``output_jsonl``) and returns them.
@@ -13,103 +13,19 @@ A metric function may return several results (e.g. a share and a median ratio).
 """
 from __future__ import annotations
 
-import datetime
 import re
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from fsgen_hub.auto import AutoGenerator
+from fsgen_hub.folder import read_lineage
+from fsgen_hub.metrics.registry import MetricResult, resolve_metric
+from fsgen_hub.utils.constants import METRICS_NAME
 from fsgen_hub.utils.errors import DataError, FsgenError
+from fsgen_hub.utils.io import append_jsonl, portable_name
 
-
-@dataclass
-class MetricResult:
-    metric: str
-    value: float
-    protocol: dict[str, Any] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)
-    model: str | None = None
-    step: int | None = None
-
-    def to_record(self) -> dict[str, Any]:
-        record = asdict(self)
-        record["timestamp"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        return record
-
-
-@dataclass
-class MetricSpec:
-    name: str
-    fn: Callable[..., MetricResult]   # fn(fake, reference, shots, generator=..., options) -> MetricResult
-    num_samples: int                  # default generated images for this protocol
-    description: str
-    needs_weights: bool = False
-    check: Callable[..., Any] | None = None  # check(**options): raises MissingWeightsError before any sampling
-    needs_source: bool = False        # fn also gets source_samples= and adapted_samples= (same latents)
-
-
-_METRICS: dict[str, MetricSpec] = {}
 PAIRED_LATENTS = 100  # latents shared by source and adapted samples: 4,950 pairs for a rank correlation
-
-
-def register_metric(name: str, fn, num_samples: int, description: str, needs_weights: bool = False, check=None,
-                    needs_source: bool = False) -> None:
-    _METRICS[name] = MetricSpec(name, fn, num_samples, description, needs_weights, check, needs_source)
-
-
-def list_metrics() -> dict[str, MetricSpec]:
-    from fsgen_hub.metrics import (  # noqa: F401 (registration)
-        collapse,
-        correspondence,
-        diversity,
-        fid_kid,
-        intra_lpips,
-        memorization,
-        swd,
-    )
-
-    return dict(sorted(_METRICS.items()))
-
-
-WEIGHT_FREE_METRICS = ("swd", "msssim_diversity", "memorization")
-
-
-def default_metrics() -> list[str]:
-    """What every finished adaptation run reports: the weight-free metrics, plus each metric whose weights
-    are configured (``FSGEN_INCEPTION_WEIGHTS`` for fid5k/kid5k, ``FSGEN_LPIPS_BACKBONE`` for intra_lpips1k,
-    or the files in torch's hub cache)."""
-    from fsgen_hub.utils.errors import MissingWeightsError
-
-    names = list(WEIGHT_FREE_METRICS)
-    for name, spec in list_metrics().items():
-        if spec.needs_weights and spec.check is not None:
-            try:
-                spec.check()
-            except MissingWeightsError:
-                continue
-            names.append(name)
-    return names
-
-
-ALIASES = {"fid": "fid5k", "kid": "kid5k", "intra_lpips": "intra_lpips1k", "diversity": "msssim_diversity",
-           "lpips": "intra_lpips1k"}
-
-
-def resolve_metric(name: str) -> MetricSpec:
-    metrics = list_metrics()
-    name = ALIASES.get(name, name)
-    if name in metrics:
-        return metrics[name]
-    match = re.fullmatch(r"(fid|kid|intra_lpips|swd)(\d+)k", name)
-    if match and f"{match.group(1)}5k" in metrics or match and f"{match.group(1)}1k" in metrics:
-        base = next(m for m in metrics if m.startswith(match.group(1)))
-        spec = metrics[base]
-        return MetricSpec(name, spec.fn, int(match.group(2)) * 1000, spec.description, spec.needs_weights, spec.check,
-                          spec.needs_source)
-    raise FsgenError(f"unknown metric {name!r}; available: {', '.join(metrics)} (aliases: {', '.join(ALIASES)})")
 
 
 def _as_images(source, resolution: int) -> tuple[torch.Tensor, str]:
@@ -117,7 +33,7 @@ def _as_images(source, resolution: int) -> tuple[torch.Tensor, str]:
     if isinstance(source, torch.Tensor):
         images = source.detach().float().cpu()
         return ((images.clamp(-1, 1) + 1) / 2), f"tensor[{len(images)}]"
-    from fsgen_hub.training.data import load_images
+    from fsgen_hub.data import load_images
 
     images, _, data_id = load_images(source, resolution, return_id=True)
     return (images + 1) / 2, data_id
@@ -150,9 +66,6 @@ def evaluate(
     ``source``: the unadapted generator (module, zoo id or folder) for the metrics that need it;
     default: the model's lineage ``base_model``. ``paired_latents``: latents those metrics share.
     """
-    from fsgen_hub.hub import AutoGenerator
-    from fsgen_hub.utils.io import append_jsonl, portable_name
-
     names = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
     specs = [resolve_metric(name) for name in names]
     for spec in specs:  # fail on missing weights before minutes of sampling, not after
@@ -162,7 +75,7 @@ def evaluate(
         model_name = str(model)
         G = AutoGenerator.from_pretrained(model)
         if output_jsonl is None and Path(model_name).is_dir():
-            output_jsonl = Path(model_name) / "metrics.jsonl"
+            output_jsonl = Path(model_name) / METRICS_NAME
     else:
         G = model
         if model_name is None:  # a generator passed in: named after where it was loaded from, unless named
@@ -207,8 +120,6 @@ def evaluate(
 
 def _source_generator(G, source, needing: list[str]):
     """The unadapted generator the ``needs_source`` metrics compare with, and how to name it in the protocol."""
-    from fsgen_hub.hub import AutoGenerator, read_lineage
-
     if isinstance(source, torch.nn.Module):
         return source, (getattr(source, "source_info", None) or {}).get("model_id") or "the source generator given"
     if source is None:

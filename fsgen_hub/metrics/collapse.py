@@ -22,9 +22,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fsgen_hub.metrics.base import MetricResult, register_metric
 from fsgen_hub.metrics.diversity import msssim_diversity
 from fsgen_hub.metrics.memorization import shot_spacing
+from fsgen_hub.metrics.registry import MetricResult, register_metric
 from fsgen_hub.utils.errors import FsgenError
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from fsgen_hub.metrics.base import MetricResult, register_metric
+from fsgen_hub.metrics.registry import MetricResult, register_metric
 
 BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 

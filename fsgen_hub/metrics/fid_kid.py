@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from fsgen_hub.metrics.base import MetricResult, register_metric
+from fsgen_hub.metrics.registry import MetricResult, register_metric
 from fsgen_hub.utils.errors import MissingWeightsError
 from fsgen_hub.utils.extras import require
 

@@ -8,44 +8,12 @@ papers; its ImageNet weights come from torchvision's cache and are not downloade
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-from fsgen_hub.metrics.base import MetricResult, register_metric
-from fsgen_hub.utils.errors import MissingWeightsError
-
-BACKBONE_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
-
-
-def backbone_path(net: str = "vgg", path: str | None = None) -> Path:
-    filename = BACKBONE_FILES[net]
-    for candidate in (path, os.environ.get("FSGEN_LPIPS_BACKBONE"), str(Path(torch.hub.get_dir()) / "checkpoints" / filename)):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    raise MissingWeightsError(
-        f"LPIPS ({net}) needs torchvision's ImageNet backbone {filename}; none found: set "
-        f"FSGEN_LPIPS_BACKBONE=/path/{filename}, pass --lpips-weights, or put it in {torch.hub.get_dir()}/checkpoints"
-    )
-
-
-def lpips_model(net: str = "vgg", weights: str | None = None, random_backbone: bool = False):
-    """LPIPS with the backbone loaded from a local file (``random_backbone`` is for tests only)."""
-    from fsgen_hub.utils.extras import require
-
-    lpips = require("lpips", "LPIPS (intra_lpips, BSA's perceptual loss)")
-    torchvision = require("torchvision", "LPIPS (intra_lpips, BSA's perceptual loss)")
-    model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
-    if not random_backbone:
-        state = torch.load(backbone_path(net, weights), map_location="cpu", weights_only=True)
-        tv = torchvision.models.vgg16() if net == "vgg" else torchvision.models.alexnet()
-        tv.load_state_dict(state)
-        for slice_module in model.net.children():
-            for index, layer in slice_module.named_children():
-                layer.load_state_dict(tv.features[int(index)].state_dict())
-    return model.eval().requires_grad_(False)
+from fsgen_hub.metrics.registry import MetricResult, register_metric
+from fsgen_hub.perceptual import backbone_path, lpips_model
 
 
 def intra_cluster_distance(samples: torch.Tensor, shots: torch.Tensor, distance: Callable, max_members: int = 50,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fsgen_hub.metrics.base import MetricResult, register_metric
+from fsgen_hub.metrics.registry import MetricResult, register_metric
 from fsgen_hub.utils.errors import FsgenError
 
 

@@ -8,27 +8,9 @@ Weight-free. Values depend on the sample counts: compare runs with the same prot
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from fsgen_hub.metrics.base import MetricResult, register_metric
-
-KERNEL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
-
-
-def _blur(x):
-    k = (KERNEL[:, None] * KERNEL[None, :]).to(x)[None, None].expand(x.shape[1], 1, 5, 5)
-    return F.conv2d(F.pad(x, [2, 2, 2, 2], mode="reflect"), k, groups=x.shape[1])
-
-
-def laplacian_pyramid(images: torch.Tensor, min_size: int = 16) -> list[torch.Tensor]:
-    levels, current = [], images
-    while current.shape[-1] > min_size:
-        down = _blur(current)[:, :, ::2, ::2]
-        up = F.interpolate(down, scale_factor=2, mode="nearest")
-        levels.append(current - _blur(up))
-        current = down
-    levels.append(current)
-    return levels
+from fsgen_hub.metrics.registry import MetricResult, register_metric
+from fsgen_hub.perceptual import binomial_laplacian_pyramid
 
 
 def descriptors(level: torch.Tensor, per_image: int, size: int, gen: torch.Generator) -> torch.Tensor:
@@ -79,8 +61,8 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, directions: int, repeat
 def swd(fake: torch.Tensor, reference: torch.Tensor, shots=None, per_image: int = 128, patch: int = 7,
         directions: int = 128, repeats: int = 4, seed: int = 0) -> MetricResult:
     gen = torch.Generator().manual_seed(seed)
-    fake_levels = laplacian_pyramid(fake.float() * 255)
-    ref_levels = laplacian_pyramid(reference.float() * 255)
+    fake_levels = binomial_laplacian_pyramid(fake.float() * 255)
+    ref_levels = binomial_laplacian_pyramid(reference.float() * 255)
     per_level = []
     for level, (lf, lr) in enumerate(zip(fake_levels, ref_levels)):
         # the same patch positions for both sets, so identical sets give exactly 0

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fsgen_hub.hub import HubModel
+from fsgen_hub.models.modeling_utils import HubModel
 
 
 @dataclass

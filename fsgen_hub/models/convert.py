@@ -14,8 +14,9 @@ import hashlib
 import zipfile
 from pathlib import Path
 
-from fsgen_hub import __version__
+from fsgen_hub.utils.constants import CONFIG_NAME, WEIGHTS_NAME, __version__
 from fsgen_hub.utils.errors import CheckpointError, ModelNotFoundError
+from fsgen_hub.utils.hub_utils import commit_from_cache_path, hub_download
 from fsgen_hub.utils.io import atomic_dir
 
 FORMATS = ("rosinality", "stylegan2-ada", "dcgan")
@@ -124,20 +125,18 @@ def check_output_folder(src: Path, out_dir: Path, overwrite: bool) -> None:
                               "choose another output folder")
     if not any(out_dir.iterdir()) or overwrite:
         return
-    is_model_folder = (out_dir / "config.json").is_file() and (out_dir / "model.safetensors").is_file()
+    is_model_folder = (out_dir / CONFIG_NAME).is_file() and (out_dir / WEIGHTS_NAME).is_file()
     if not is_model_folder:
         raise CheckpointError(f"{out_dir} is not empty and is not an fsgen_hub model folder: choose another output "
                               "folder, or pass --overwrite to replace it with the converted model")
 
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".pkl", ".bin", ".ckpt", ".safetensors")
-HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # what PyTorchModelHubMixin writes, newest first
+HUB_WEIGHT_FILES = (WEIGHTS_NAME, "pytorch_model.bin")  # what PyTorchModelHubMixin writes, newest first
 
 
 def resolve_checkpoint(src: str | Path, revision: str | None = None) -> tuple[Path, dict | None]:
     """(local file, hub origin or None): a local file as it is; ``REPO_ID/FILE`` or ``REPO_ID`` via hf_hub_download."""
-    from fsgen_hub.hub import _commit_from_cache_path, _hub_download
-
     text = str(src)
     local = Path(text).expanduser()
     parts = text.split("/")
@@ -148,12 +147,12 @@ def resolve_checkpoint(src: str | Path, revision: str | None = None) -> tuple[Pa
     names = ["/".join(parts[2:])] if len(parts) > 2 else list(HUB_WEIGHT_FILES)
     for name in names:
         try:
-            local = _hub_download(repo_id, name, "", revision, None, False, None, False)
+            local = hub_download(repo_id, name, revision=revision)
         except ModelNotFoundError as exc:
             if len(names) > 1 and "has no" in str(exc):
                 continue  # try the next usual weights file name
             raise
-        return Path(local), {"id": repo_id, "revision": revision, "commit": _commit_from_cache_path(local), "file": name}
+        return Path(local), {"id": repo_id, "revision": revision, "commit": commit_from_cache_path(local), "file": name}
     raise CheckpointError(f"hub repo {repo_id!r} has none of {', '.join(HUB_WEIGHT_FILES)}: name the file, "
                           f"e.g. fsgen convert {repo_id}/generator.pth OUT")
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from fsgen_hub.hub import MAX_TENSOR_ELEMENTS
+from fsgen_hub.models.modeling_utils import MAX_TENSOR_ELEMENTS
 from fsgen_hub.models.ops import make_kernel
 from fsgen_hub.models.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
 from fsgen_hub.utils.errors import CheckpointError

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from fsgen_hub.hub import MAX_LATENT, MAX_WIDTH, ModelConfig, check_int, check_parameter_budget
 from fsgen_hub.models.base import BaseDiscriminator, BaseGenerator, FilterLayer, FisherUnit
+from fsgen_hub.models.modeling_utils import MAX_LATENT, MAX_WIDTH, ModelConfig, check_int, check_parameter_budget, register_model
 from fsgen_hub.utils.errors import CheckpointError
 
 
@@ -197,3 +197,7 @@ class DCGANDiscriminator(BaseDiscriminator):
                 features[f"main.{idx}"] = x
         logits = x.reshape(x.shape[0], 1)
         return (logits, features) if return_features else logits
+
+
+register_model(DCGANGenerator)
+register_model(DCGANDiscriminator)

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fsgen_hub.hub import (
+from fsgen_hub.models.base import BaseDiscriminator, BaseGenerator, FilterLayer, FisherUnit, named_groups
+from fsgen_hub.models.modeling_utils import (
     MAX_LATENT,
     MAX_MAPPING_LAYERS,
     MAX_WIDTH,
@@ -24,8 +25,8 @@ from fsgen_hub.hub import (
     check_float,
     check_int,
     check_parameter_budget,
+    register_model,
 )
-from fsgen_hub.models.base import BaseDiscriminator, BaseGenerator, FilterLayer, FisherUnit, named_groups
 from fsgen_hub.models.ops import (
     Blur,
     EqualConv2d,
@@ -522,3 +523,7 @@ class StyleGAN2Discriminator(BaseDiscriminator):
         features["final_conv"] = out
         logits = self.final_linear(out.reshape(batch, -1))
         return (logits, features) if return_features else logits
+
+
+register_model(StyleGAN2Generator)
+register_model(StyleGAN2Discriminator)

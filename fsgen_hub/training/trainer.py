@@ -23,15 +23,17 @@ from typing import Any
 
 import torch
 
-from fsgen_hub import __version__
-from fsgen_hub.hub import LINEAGE_NAME, AutoDiscriminator, AutoGenerator, model_class, read_lineage
+from fsgen_hub.auto import AutoDiscriminator, AutoGenerator
+from fsgen_hub.data import load_images
+from fsgen_hub.folder import read_lineage
+from fsgen_hub.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from fsgen_hub.methods.base import AdaptationMethod, AdaptContext, StepBatch, get_method
 from fsgen_hub.methods.recipes import for_run
+from fsgen_hub.models.modeling_utils import model_class
 from fsgen_hub.training import checkpointing as ckpt
 from fsgen_hub.training.arguments import GLOBAL_DEFAULTS, TrainingArguments
 from fsgen_hub.training.augment import DiffAugment, random_xflip
-from fsgen_hub.training.data import load_images
-from fsgen_hub.training.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
+from fsgen_hub.utils.constants import LINEAGE_NAME, __version__
 from fsgen_hub.utils.errors import FsgenError
 from fsgen_hub.utils.images import save_image_grid
 from fsgen_hub.utils.io import append_jsonl, file_sha256, is_local_path, portable_name, write_json
@@ -152,7 +154,7 @@ class AdaptationTrainer:
         args, method = self.args, self.method
         if not args.eval_metrics and not args.no_eval and not self.from_scratch:
             # every finished adaptation is evaluated, so that every card carries numbers with their protocol
-            from fsgen_hub.metrics.base import default_metrics
+            from fsgen_hub.metrics.registry import default_metrics
 
             args.eval_metrics = ",".join(default_metrics())
         resume_from = self._check_output_dir()
@@ -185,9 +187,9 @@ class AdaptationTrainer:
                 self._discard_failed_run(created)
             raise
         if args.push_to_hub and self._is_main:
-            from fsgen_hub import cards
+            from fsgen_hub.publish import push_folder
 
-            url = cards.push_folder(self.output_dir, args.push_to_hub)
+            url = push_folder(self.output_dir, args.push_to_hub)
             print(f"pushed to {url}")
         return self.output_dir
 

@@ -1,6 +1,7 @@
-"""Hub integration: every generator/discriminator is a ``PyTorchModelHubMixin`` with exact, strict loading.
+"""The base every generator/discriminator inherits (diffusers' ``models/modeling_utils.py``): a
+``PyTorchModelHubMixin`` with exact, strict loading, the config dataclass base, and the model registry.
 
-Folder layout written by ``save_pretrained`` (the project's own format)::
+Folder layout written by ``save_pretrained`` (the project's own format, docs/CONTRACTS.md)::
 
     config.json              {"architecture": "stylegan2", "role": "generator", "fsgen_hub_version": ..., <config fields>}
     model.safetensors        the generator's state dict (EMA weights for trained models)
@@ -8,14 +9,14 @@ Folder layout written by ``save_pretrained`` (the project's own format)::
     lineage.json             optional: how an adapted model was made (written by the trainer)
     README.md                optional: model card (fsgen_hub.cards)
 
-``AutoGenerator.from_pretrained(id_or_dir, revision=...)`` reads ``config.json`` and dispatches on
-``architecture``. Ids are resolved as: local folder → zoo id (``fsgen_hub.zoo``) → hub repo id.
+The registry is a leaf: each architecture file calls ``register_model`` for its classes and
+``fsgen_hub/models/__init__.py`` imports every architecture file, so the registry never imports its
+plugins. A class's own ``from_pretrained`` takes a folder or a hub repo id; ``fsgen_hub.auto`` adds
+zoo ids, adapter folders and dispatch on ``config.json``'s architecture.
 """
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import importlib
 import json
 import logging
 import math
@@ -26,22 +27,28 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from huggingface_hub import PyTorchModelHubMixin
 
-from fsgen_hub import __version__
-from fsgen_hub.utils.errors import CheckpointError, FsgenError, ModelNotFoundError, OfflineError
+from fsgen_hub.cards import is_unedited_generated_card, refresh_model_card, render_model_card
+from fsgen_hub.folder import read_config
+from fsgen_hub.publish import publishable_files, push_folder
+from fsgen_hub.utils.constants import (
+    CARD_NAME,
+    CONFIG_NAME,
+    DISCRIMINATOR_SUBFOLDER,
+    DOCS_URL,
+    LIBRARY_NAME,
+    LINEAGE_NAME,
+    PIPELINE_TAG,
+    REPO_URL,
+    WEIGHTS_NAME,
+    __version__,
+)
+from fsgen_hub.utils.errors import CheckpointError, FsgenError
+from fsgen_hub.utils.hub_utils import commit_from_cache_path, resolve_model_files
 
 logger = logging.getLogger(__name__)
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-DISCRIMINATOR_SUBFOLDER = "discriminator"
-LINEAGE_NAME = "lineage.json"
-
-# architecture name -> module defining its classes (imported on demand)
-ARCHITECTURE_MODULES = {
-    "stylegan2": "fsgen_hub.models.stylegan2",
-    "dcgan": "fsgen_hub.models.dcgan",
-}
-_CLASSES: dict[tuple[str, str], type[HubModel]] = {}
+# (architecture, role) -> class; filled by register_model calls in the architecture files
+_MODEL_CLASSES: dict[tuple[str, str], type[HubModel]] = {}
 
 T = TypeVar("T", bound="HubModel")
 
@@ -99,12 +106,6 @@ class ModelConfig:
 # Class-level hub metadata, as PyTorchModelHubMixin intends (it fills ModelCardData and the card's links).
 # No class-level `license`: a model's licence is inherited from its base model or data, per model, and the
 # card (fsgen_hub.cards) derives it from lineage.json; a class default would mislabel converted weights.
-LIBRARY_NAME = "fsgen_hub"
-PIPELINE_TAG = "unconditional-image-generation"
-REPO_URL = "https://github.com/fsgen-hub/fsgen_hub"
-DOCS_URL = "https://github.com/fsgen-hub/fsgen_hub#readme"
-
-
 class HubModel(
     PyTorchModelHubMixin,
     library_name=LIBRARY_NAME,
@@ -121,18 +122,13 @@ class HubModel(
 
     ``save_pretrained``/``push_to_hub`` and ``fsgen push`` are one path: the folder gets the card
     ``fsgen push`` writes (``generate_model_card``), and pushing goes through
-    ``fsgen_hub.cards.push_folder`` (one commit, the same file selection and error handling).
+    ``fsgen_hub.publish.push_folder`` (one commit, the same file selection and error handling).
     """
 
     architecture: ClassVar[str] = ""
     role: ClassVar[str] = ""
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     config: ModelConfig
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if cls.architecture and cls.role:
-            _CLASSES[(cls.architecture, cls.role)] = cls
 
     # ------------------------------------------------------------------ saving
     def config_dict(self, config: ModelConfig | None = None) -> dict[str, Any]:
@@ -201,8 +197,6 @@ class HubModel(
         if lineage is not None:
             write_json(save_directory / LINEAGE_NAME, lineage)
         if self.role == "generator":  # a card describes a generator folder (its D is a subfolder of it)
-            from fsgen_hub.cards import refresh_model_card
-
             refresh_model_card(save_directory, repo_id, card_kwargs=model_card_kwargs)
         if push_to_hub:
             return _push_folder(save_directory, repo_id or save_directory.name, model_card_kwargs, **push_to_hub_kwargs)
@@ -216,8 +210,6 @@ class HubModel(
         import tempfile
 
         from huggingface_hub import ModelCard
-
-        from fsgen_hub.cards import render_model_card
 
         if model_dir is None:
             with tempfile.TemporaryDirectory() as tmp:
@@ -242,7 +234,7 @@ class HubModel(
         """Publish this model like ``fsgen push``: weights, card, and — when the model was loaded from a
         folder and its weights are unchanged — that folder's discriminator, lineage, metrics and images.
 
-        One commit through ``fsgen_hub.cards.push_folder``; returns the commit URL (a ``CommitInfo``,
+        One commit through ``fsgen_hub.publish.push_folder``; returns the commit URL (a ``CommitInfo``,
         whose ``pr_url`` is set with ``create_pr=True``), as the mixin does.
         """
         import tempfile
@@ -265,8 +257,6 @@ class HubModel(
         source = Path((getattr(self, "source_info", None) or {}).get("local_dir") or "")
         if self.role != "generator" or not source.is_dir() or not self._same_weights_as(source / WEIGHTS_NAME):
             return
-        from fsgen_hub.cards import CARD_NAME, is_unedited_generated_card, publishable_files
-
         for rel, path in publishable_files(source):
             top = rel.split("/")[0]
             if rel in (CONFIG_NAME, WEIGHTS_NAME) or (top == DISCRIMINATOR_SUBFOLDER and not keep_discriminator) \
@@ -313,13 +303,7 @@ class HubModel(
         dtype = _parse_dtype(torch_dtype)
         hub_kwargs = {"subfolder": subfolder, "revision": revision, "cache_dir": cache_dir,
                       "force_download": force_download, "token": token, "local_files_only": local_files_only}
-        try:
-            files = resolve_model_files(pretrained_model_name_or_path, [CONFIG_NAME, WEIGHTS_NAME], **hub_kwargs)
-        except ModelNotFoundError:
-            merged = _load_delta_folder(cls, pretrained_model_name_or_path, hub_kwargs)
-            if merged is None:
-                raise
-            return merged.to(map_location, dtype=dtype) if dtype is not None else merged.to(map_location)
+        files = cls.resolve_files(pretrained_model_name_or_path, [CONFIG_NAME, WEIGHTS_NAME], **hub_kwargs)
         config = read_config(files[CONFIG_NAME])
         target = cls
         if cls.architecture == "":  # Auto class: dispatch on config.json
@@ -338,10 +322,15 @@ class HubModel(
         model.source_info = {
             "model_id": str(pretrained_model_name_or_path),
             "revision": revision,
-            "commit": _commit_from_cache_path(files[CONFIG_NAME]),
+            "commit": commit_from_cache_path(files[CONFIG_NAME]),
             "local_dir": str(Path(files[CONFIG_NAME]).parent),
         }
         return model
+
+    @classmethod
+    def resolve_files(cls, model_id: str | os.PathLike, filenames: list[str], **hub_kwargs) -> dict[str, str]:
+        """Local paths of ``filenames`` for ``model_id``: a folder or a hub repo id (``fsgen_hub.auto`` adds zoo ids)."""
+        return resolve_model_files(model_id, filenames, **hub_kwargs)
 
 
 def _parse_dtype(torch_dtype) -> torch.dtype | None:
@@ -359,89 +348,51 @@ def _parse_dtype(torch_dtype) -> torch.dtype | None:
 
 def _push_folder(folder: Path, repo_id: str, model_card_kwargs: dict | None, *, private=None, token=None,
                  branch=None, create_pr=None, commit_message=None, **unknown):
-    """The mixin's push arguments mapped onto ``fsgen push`` (fsgen_hub.cards.push_folder)."""
+    """The mixin's push arguments mapped onto ``fsgen push`` (fsgen_hub.publish.push_folder)."""
     if unknown:
         raise FsgenError(
             f"push_to_hub got unsupported argument(s) {', '.join(sorted(unknown))}: it takes private, token, "
             "branch, create_pr and commit_message (the published files are those `fsgen push` selects)"
         )
-    from fsgen_hub.cards import push_folder
-
     return push_folder(folder, repo_id, private=bool(private), revision=branch, token=token,
                        commit_message=commit_message, create_pr=bool(create_pr), card_kwargs=model_card_kwargs,
                        return_commit=True)
 
 
-class AutoGenerator(HubModel):
-    """``AutoGenerator.from_pretrained(id_or_dir)`` returns the right generator class for the folder."""
-
-    role = "generator"
-
-    def __init__(self, *args, **kwargs):  # pragma: no cover - never instantiated
-        raise TypeError("AutoGenerator is not instantiable: use AutoGenerator.from_pretrained(...)")
-
-
-class AutoDiscriminator(HubModel):
-    """``AutoDiscriminator.from_pretrained(dir)`` loads ``dir/discriminator`` (or ``dir`` if it is one)."""
-
-    role = "discriminator"
-
-    def __init__(self, *args, **kwargs):  # pragma: no cover - never instantiated
-        raise TypeError("AutoDiscriminator is not instantiable: use AutoDiscriminator.from_pretrained(...)")
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *, subfolder: str | None = None, **kwargs):  # type: ignore[override]
-        path = Path(str(pretrained_model_name_or_path))
-        if subfolder is None:
-            is_disc_folder = path.is_dir() and _local_role(path) == "discriminator"
-            subfolder = "" if is_disc_folder else DISCRIMINATOR_SUBFOLDER
-        return super().from_pretrained(pretrained_model_name_or_path, subfolder=subfolder, **kwargs)
+def register_model(model_class: type[HubModel]) -> type[HubModel]:
+    """Make ``model_class`` what ``config.json`` files of its (architecture, role) load as; a name is taken once."""
+    key = (model_class.architecture, model_class.role)
+    if not all(key):
+        raise FsgenError(f"{model_class.__name__} needs a class-level architecture and role to be registered")
+    if key in _MODEL_CLASSES and _MODEL_CLASSES[key] is not model_class:
+        raise FsgenError(f"a {key[0]} {key[1]} is already registered ({_MODEL_CLASSES[key].__name__}): "
+                         f"give {model_class.__name__} another architecture name")
+    _MODEL_CLASSES[key] = model_class
+    return model_class
 
 
-# ---------------------------------------------------------------------- delta folders (fsgen_hub.methods.delta)
-ADAPTER_CONFIG_NAME = "adapter_config.json"
-
-
-def _load_delta_folder(cls, model_id, hub_kwargs: dict) -> HubModel | None:
-    """AutoGenerator on a delta folder (adapter_config.json, no config.json): the merged generator; else None."""
-    if cls.architecture or cls.role != "generator":
-        return None
-    try:
-        resolve_model_files(model_id, [ADAPTER_CONFIG_NAME], **hub_kwargs)
-    except FsgenError:
-        return None
-    from fsgen_hub.methods.delta import load_delta, merge
-
-    return merge(load_delta(model_id, **hub_kwargs))
+def list_architectures() -> list[str]:
+    return sorted({architecture for architecture, _ in _MODEL_CLASSES})
 
 
 def model_class(architecture: str | None, role: str = "generator") -> type[HubModel]:
-    if architecture not in ARCHITECTURE_MODULES:
+    """The registered class for a config.json's ``architecture`` and ``role``; a one-line CheckpointError otherwise."""
+    if architecture not in list_architectures():
         raise CheckpointError(
-            f"unknown architecture {architecture!r} in config.json; known: {', '.join(sorted(ARCHITECTURE_MODULES))}"
+            f"unknown architecture {architecture!r} in config.json; known: {', '.join(list_architectures())}"
         )
-    importlib.import_module(ARCHITECTURE_MODULES[architecture])
     try:
-        return _CLASSES[(architecture, role)]
+        return _MODEL_CLASSES[(architecture, role)]
     except KeyError:
         raise CheckpointError(f"fsgen_hub has no {architecture} {role} class") from None
 
 
-def _local_role(path: Path) -> str | None:
+def local_role(path: Path) -> str | None:
+    """The ``role`` a local folder's config.json declares, or None."""
     try:
         return json.loads((path / CONFIG_NAME).read_text()).get("role")
     except (OSError, ValueError):
         return None
-
-
-def read_config(path: str | os.PathLike) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (ValueError, RecursionError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON ({exc}); re-save or re-convert the model") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} must hold a JSON object")
-    return data
 
 
 FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
@@ -485,124 +436,3 @@ def load_weights(model: torch.nn.Module, weights_file: str | os.PathLike, strict
             f"cannot read {weights_file}: {str(exc).splitlines()[0][:160]} (truncated or corrupt download? delete it and retry)"
         ) from None
     model.load_state_dict(state, strict=strict)
-
-
-# ---------------------------------------------------------------------- resolution
-def resolve_model_files(
-    model_id: str | os.PathLike,
-    filenames: list[str],
-    *,
-    subfolder: str = "",
-    revision: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    force_download: bool = False,
-    token: str | bool | None = None,
-    local_files_only: bool = False,
-) -> dict[str, str]:
-    """Return local paths of ``filenames`` for a folder, zoo id or hub repo id; clear errors otherwise."""
-    model_id = str(model_id)
-    local = Path(model_id).expanduser()
-    if not local.is_dir():
-        zoo_dir = _zoo_local_dir(model_id)
-        if zoo_dir is not None:
-            local = zoo_dir
-    if local.is_dir():
-        base = local / subfolder if subfolder else local
-        out = {}
-        for name in filenames:
-            path = base / name
-            if not path.is_file():
-                raise ModelNotFoundError(f"{path} is missing: {local} is not a complete fsgen_hub model folder")
-            out[name] = str(path)
-        return out
-    if _looks_like_path(model_id):
-        raise ModelNotFoundError(f"no model folder at {model_id}")
-    return {
-        name: _hub_download(model_id, name, subfolder, revision, cache_dir, force_download, token, local_files_only)
-        for name in filenames
-    }
-
-
-def _looks_like_path(model_id: str) -> bool:
-    """Hub ids are ``name`` or ``org/name``; anything else is meant as a filesystem path."""
-    return model_id.startswith((".", "/", "~")) or model_id.count("/") > 1 or "\\" in model_id
-
-
-def _zoo_local_dir(model_id: str) -> Path | None:
-    try:
-        zoo = importlib.import_module("fsgen_hub.zoo")
-    except ModuleNotFoundError:
-        return None
-    return zoo.resolve_local(model_id)
-
-
-def _close_names(model_id: str) -> str:
-    try:
-        zoo = importlib.import_module("fsgen_hub.zoo")
-        names = list(zoo.list_models())
-    except (ModuleNotFoundError, AttributeError):
-        return ""
-    close = difflib.get_close_matches(model_id, names, n=3, cutoff=0.5)
-    return f" Did you mean: {', '.join(close)}?" if close else " Known zoo ids: `fsgen zoo`."
-
-
-def _hub_download(model_id, filename, subfolder, revision, cache_dir, force_download, token, local_files_only) -> str:
-    from huggingface_hub import constants, hf_hub_download
-    from huggingface_hub import errors as hf_errors
-
-    where = f"'{model_id}'" + (f" (revision {revision})" if revision else "")
-    try:
-        return hf_hub_download(
-            repo_id=model_id,
-            filename=filename,
-            subfolder=subfolder or None,
-            revision=revision,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            token=token,
-            local_files_only=local_files_only,
-        )
-    # LocalEntryNotFoundError is a subclass of EntryNotFoundError: catch it first
-    except (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled):
-        offline = constants.HF_HUB_OFFLINE or local_files_only
-        why = "the hub is offline (HF_HUB_OFFLINE=1)" if offline else f"the hub at {constants.ENDPOINT} cannot be reached"
-        raise OfflineError(
-            f"model {where} is not a local folder or zoo id, not in the local cache, and {why}: "
-            f"download it where there is network or pass a local folder.{_close_names(model_id)}"
-        ) from None
-    except hf_errors.HFValidationError:
-        raise ModelNotFoundError(
-            f"unknown model {model_id!r}: not a local folder, not a zoo id, not a valid hub repo id.{_close_names(model_id)}"
-        ) from None
-    except hf_errors.RepositoryNotFoundError:
-        raise ModelNotFoundError(
-            f"unknown model {where}: not a local folder, not a zoo id, and the hub has no such repo (private? pass a token)."
-            f"{_close_names(model_id)}"
-        ) from None
-    except hf_errors.RevisionNotFoundError:
-        raise ModelNotFoundError(f"model {model_id!r} has no revision {revision!r} on the hub") from None
-    except hf_errors.EntryNotFoundError:
-        path = f"{subfolder}/{filename}" if subfolder else filename
-        what = ": it is not an fsgen_hub model" if filename in (CONFIG_NAME, WEIGHTS_NAME) else ""
-        raise ModelNotFoundError(f"hub repo {where} has no {path}{what}") from None
-    except hf_errors.HfHubHTTPError as exc:
-        raise FsgenError(f"hub error while fetching {model_id}/{filename}: {str(exc).splitlines()[0]}") from None
-    except OSError as exc:  # connection errors surface as OSError subclasses
-        raise OfflineError(
-            f"cannot reach the hub at {constants.ENDPOINT} for {where} ({type(exc).__name__}); "
-            "use a local folder or set HF_HUB_OFFLINE=1 to use the cache"
-        ) from None
-
-
-def _commit_from_cache_path(path: str) -> str | None:
-    parts = Path(path).parts
-    if "snapshots" in parts:
-        i = parts.index("snapshots")
-        if i + 1 < len(parts):
-            return parts[i + 1]
-    return None
-
-
-def read_lineage(model_dir: str | os.PathLike) -> dict | None:
-    path = Path(model_dir) / LINEAGE_NAME
-    return json.loads(path.read_text()) if path.is_file() else None

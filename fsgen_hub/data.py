@@ -17,7 +17,7 @@ import torch
 from fsgen_hub.utils.errors import DataError, OfflineError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
-EMBEDDED_TARGET = Path(__file__).resolve().parents[1] / "assets" / "target"
+EMBEDDED_TARGET = Path(__file__).resolve().parent / "assets" / "target"
 EMBEDDED_TARGET_ID = "fsgen_hub/assets/target (10 Noto emoji faces, Apache-2.0)"
 
 

@@ -1,0 +1,106 @@
+"""The typed reader of a model folder (docs/CONTRACTS.md): config, lineage, metric records, pruning record.
+
+The card (``fsgen_hub.cards``), publishing (``fsgen_hub.publish``), ``fsgen adapt``'s summary, evaluation
+and the trainer read a folder through here rather than each parsing its JSON files.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fsgen_hub.utils.constants import CONFIG_NAME, LINEAGE_NAME, METRICS_NAME, PRUNING_NAME, WEIGHTS_NAME
+from fsgen_hub.utils.errors import CheckpointError, FsgenError, ModelNotFoundError
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """What a generator folder holds: ``config`` (config.json), ``lineage`` (lineage.json or None),
+    ``metrics`` (metrics.jsonl records, in file order) and ``pruning`` (pruning.json or None)."""
+
+    path: Path
+    config: dict[str, Any]
+    lineage: dict[str, Any] | None = None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    pruning: dict[str, Any] | None = None
+
+    def __iter__(self):  # config, lineage, metrics = read_model_folder(dir): the reader's original shape
+        return iter((self.config, self.lineage, self.metrics))
+
+    @property
+    def kind(self) -> str | None:
+        return (self.lineage or {}).get("kind")
+
+    @property
+    def base_model(self) -> dict[str, Any]:
+        return (self.lineage or {}).get("base_model") or {}
+
+    @property
+    def method(self) -> dict[str, Any]:
+        return (self.lineage or {}).get("method") or {}
+
+    def latest_metrics(self) -> dict[str, dict[str, Any]]:
+        """The last record of each metric name."""
+        return {record["metric"]: record for record in self.metrics}
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise FsgenError(f"{path} is not readable JSON ({str(exc).splitlines()[0]}): fix or regenerate it") from None
+
+
+def read_model_folder(model_dir: str | os.PathLike) -> ModelFolder:
+    """The generator folder ``model_dir``, read and checked; a one-line FsgenError if it is not one."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelNotFoundError(f"no model folder at {model_dir}")
+    if not (model_dir / CONFIG_NAME).is_file() or not (model_dir / WEIGHTS_NAME).is_file():
+        raise FsgenError(
+            f"{model_dir} is not an fsgen_hub model folder (it needs config.json and model.safetensors): "
+            "pass a folder written by `fsgen adapt`, `fsgen convert` or save_pretrained"
+        )
+    config = _read_json(model_dir / CONFIG_NAME)
+    if not isinstance(config, dict) or not config.get("architecture"):
+        raise FsgenError(f"{model_dir / CONFIG_NAME} names no architecture: it was not written by fsgen_hub")
+    if config.get("role", "generator") != "generator":
+        raise FsgenError(f"{model_dir} holds a {config.get('role')}, not a generator: publish the generator folder")
+    lineage = _read_json(model_dir / LINEAGE_NAME) if (model_dir / LINEAGE_NAME).is_file() else None
+    if lineage is not None and not isinstance(lineage, dict):
+        raise FsgenError(f"{model_dir / LINEAGE_NAME} must hold a JSON object")
+    records = []
+    metrics_path = model_dir / METRICS_NAME
+    if metrics_path.is_file():
+        for number, line in enumerate(metrics_path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                raise FsgenError(f"{metrics_path} line {number} is not JSON: fix or delete that line") from None
+            if not isinstance(record, dict) or not isinstance(record.get("metric"), str) or \
+                    isinstance(record.get("value"), bool) or not isinstance(record.get("value"), (int, float)):
+                raise FsgenError(f"{metrics_path} line {number} has no metric name and numeric value: fix or delete it")
+            records.append(record)
+    pruning = _read_json(model_dir / PRUNING_NAME) if (model_dir / PRUNING_NAME).is_file() else None
+    return ModelFolder(model_dir, config, lineage, records, pruning if isinstance(pruning, dict) else None)
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """A config.json as a dict; CheckpointError (re-save or re-convert) when it is not a JSON object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}); re-save or re-convert the model") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object")
+    return data
+
+
+def read_lineage(model_dir: str | os.PathLike) -> dict | None:
+    """``model_dir/lineage.json``, or None when the folder has none."""
+    path = Path(model_dir) / LINEAGE_NAME
+    return json.loads(path.read_text()) if path.is_file() else None
