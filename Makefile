@@ -12,8 +12,9 @@ $(BIN)/fsgen: pyproject.toml
 main: $(BIN)/fsgen         ## the main job: adapt the embedded default source to the embedded target, offline
 	$(BIN)/fsgen adapt
 
-test: $(BIN)/fsgen         ## lint, then the fast CPU test suite
+test: $(BIN)/fsgen         ## lint, the import contracts (pyproject.toml [tool.importlinter]), then the fast CPU test suite
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 test-slow: $(BIN)/fsgen    ## real-data runs (needs ../shared)
