@@ -52,9 +52,6 @@ from fsgen_hub.methods.modulation import ModulationMethod
 from fsgen_hub.models.base import FilterLayer
 from fsgen_hub.utils.errors import FsgenError
 
-# parameters that come before the first filter layer (trained with the high-level blocks by default)
-PRE_NETWORK = {"stylegan2": ["style.*", "input.*"], "dcgan": []}
-
 
 @dataclass
 class AdaFMConfig(MethodConfig):
@@ -118,7 +115,10 @@ class AdaFM(ModulationMethod):
 
     def default_train_patterns(self, G, modulated: list[FilterLayer]) -> list[str]:
         names = {layer.name for layer in modulated}
-        patterns = list(PRE_NETWORK.get(G.architecture, []))
+        # what comes before the first filter layer (mapping network, learned constant) trains with the
+        # high-level blocks by default
+        groups = G.parameter_groups()
+        patterns = [*groups["mapping"], *groups["const"]]
         for layer in G.filter_layers():
             if layer.name in names:
                 continue

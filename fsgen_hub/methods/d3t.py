@@ -110,22 +110,20 @@ class D3TConfig(MethodConfig):
 
 # ----------------------------------------------------------------------------- helpers
 def synthesize(G: nn.Module, latents: torch.Tensor, space: str) -> torch.Tensor:
-    """G at latents of ``space`` ("z" for DCGAN), with constant noise so that an inversion is reproducible."""
-    if G.architecture == "stylegan2":
-        return G(latents, input_space=space, noise_mode="const")
-    return G(latents, noise_mode="const")
+    """G at latents of ``space`` (one of ``G.latent_spaces``), with constant noise so that an inversion is reproducible."""
+    return G.synthesize(latents, space, noise_mode="const")
 
 
 @torch.no_grad()
 def initial_latents(G: nn.Module, images: torch.Tensor, space: str, candidates: int = 64,
                     seed: int = 0) -> torch.Tensor:
-    """w / w+: the mean w (StyleGAN2's usual start). z: per image, the best (L1) of ``candidates`` prior draws
-    (z = 0 is a poor start for a DCGAN: a fresh BatchNorm maps it to 0 and the ReLU passes no gradient)."""
+    """The generator's own start where it has one (StyleGAN2 w / w+: the mean w); z: per image, the best (L1) of
+    ``candidates`` prior draws (z = 0 is a poor start for a DCGAN: a fresh BatchNorm maps it to 0 and the ReLU
+    passes no gradient)."""
     n = len(images)
-    if G.architecture == "stylegan2" and space != "z":
-        w_avg = G.latent_avg if bool(G.latent_avg.abs().sum() > 0) else G.mean_latent(1024, update=False)
-        w = w_avg.detach().to(G.device).expand(n, -1)
-        return w.unsqueeze(1).repeat(1, G.n_latent, 1) if space == "w+" else w.clone()
+    start = G.latent_start(n, space)
+    if start is not None:
+        return start
     pool = torch.randn(max(1, candidates), G.z_dim, generator=torch.Generator().manual_seed(int(seed))).to(G.device)
     rendered = torch.cat([synthesize(G, pool[i:i + 16], "z") for i in range(0, len(pool), 16)])
     errors = (rendered[None] - images[:, None]).abs().flatten(2).mean(2)  # (n, candidates)
@@ -136,7 +134,7 @@ def invert_images(G: nn.Module, images: torch.Tensor, *, steps: int, lr: float, 
                   perceptual=None, perceptual_weight: float = 1.0, candidates: int = 64,
                   seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Latents l* minimising L1 (+ perceptual) between G(l) and ``images``; also the per-image L1 before/after."""
-    space = space if G.architecture == "stylegan2" else "z"
+    space = space if space in G.latent_spaces else "z"
     G.eval()
     latents = initial_latents(G, images, space, candidates, seed).requires_grad_(True)
     opt = torch.optim.Adam([latents], lr=lr)
@@ -200,7 +198,7 @@ class D3T(AdaptationMethod):
             logger.warning("D3T: %s", note)
             self.notes.append(note)
         self.distill = self.has_source_D and bool(c.distill_real_weight or c.distill_fake_weight)
-        self.space = c.latent_space if G.architecture == "stylegan2" else "z"
+        self.space = c.latent_space if c.latent_space in G.latent_spaces else "z"
         perceptual = build_perceptual(c.inversion_perceptual, ctx, lpips_weights=c.lpips_weights, who="D3T")
         images = ctx.train_images
         with torch.enable_grad():

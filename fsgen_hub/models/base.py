@@ -108,6 +108,21 @@ class BaseGenerator(nn.Module, HubModel):
     # Whether forward() accepts ``mix_z``/``mix_index`` (style mixing) and ``input_space="w+"``
     # (path-length regularisation); architectures without a style space leave these off.
     has_style_space = False
+    # The latent spaces synthesize() takes (methods choose among them, e.g. D3T's inversion): "z" always.
+    latent_spaces: tuple[str, ...] = ("z",)
+    # The config field holding the widths of filter_layers(), in their order: what slimming rewrites.
+    filter_widths_field = ""
+
+    def synthesize(self, latents: torch.Tensor, space: str = "z", noise_mode: str = "const") -> torch.Tensor:
+        """Images in [-1, 1] from latents of ``space`` (one of ``latent_spaces``)."""
+        if space != "z":
+            raise ValueError(f"{type(self).__name__} takes latents in {self.latent_spaces}, not {space!r}")
+        return self(latents, noise_mode=noise_mode)
+
+    def latent_start(self, n: int, space: str) -> torch.Tensor | None:
+        """Where an inversion of ``n`` images into ``space`` starts, or None when the space has no natural
+        start (z: the caller searches prior draws)."""
+        return None
 
     def parameter_groups(self) -> dict[str, list[str]]:
         """Parameter names by role: "mapping" (z → style network), "const" (learned input), "conv1"

@@ -72,6 +72,7 @@ class DCGANGenerator(BaseGenerator):
 
     architecture = "dcgan"
     config_class = DCGANConfig
+    filter_widths_field = "channels"
     optimizer_defaults = {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999}  # Radford et al.
 
     def __init__(self, config: DCGANConfig | None = None):

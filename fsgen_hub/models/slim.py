@@ -13,7 +13,7 @@ def slim_generator(G: torch.nn.Module, pruned: dict[str, torch.Tensor]) -> torch
 
     ``pruned`` maps filter-layer names to boolean masks. Every parameter/buffer indexed by a pruned
     filter (its kernel, coupled bias/BN, downstream input slices and style-affine rows) is cut along
-    that axis; the new widths go into the config (StyleGAN2 ``conv_channels``, DCGAN ``channels``).
+    that axis; the new widths go into the config field the model names (``G.filter_widths_field``).
     """
     layers = G.filter_layers()
     keep: dict[str, dict[int, torch.Tensor]] = {}
@@ -28,13 +28,10 @@ def slim_generator(G: torch.nn.Module, pruned: dict[str, torch.Tensor]) -> torch
         entries = [(weight_names[id(layer.weight)], layer.out_dim), *layer.coupled, *layer.consumers]
         for name, axis in entries:
             keep.setdefault(name, {})[axis] = kept
+    if not getattr(G, "filter_widths_field", ""):
+        raise FsgenError(f"slimming is not implemented for {G.architecture}: its config names no filter widths")
     config = copy.deepcopy(G.config)
-    if G.architecture == "stylegan2":
-        config.conv_channels = widths
-    elif G.architecture == "dcgan":
-        config.channels = widths
-    else:
-        raise FsgenError(f"slimming is not implemented for {G.architecture}")
+    setattr(config, G.filter_widths_field, widths)
     config.__post_init__()
     slim = type(G)(config)
     state = {}

@@ -275,6 +275,8 @@ class StyleGAN2Generator(BaseGenerator):
     architecture = "stylegan2"
     config_class = StyleGAN2Config
     has_style_space = True
+    latent_spaces = ("z", "w", "w+")
+    filter_widths_field = "conv_channels"
 
     def __init__(self, config: StyleGAN2Config | None = None):
         super().__init__()
@@ -331,6 +333,18 @@ class StyleGAN2Generator(BaseGenerator):
         if update:
             self.latent_avg.copy_(mean)
         return mean
+
+    def synthesize(self, latents: torch.Tensor, space: str = "z", noise_mode: str = "const") -> torch.Tensor:
+        return self(latents, input_space=space, noise_mode=noise_mode)
+
+    @torch.no_grad()
+    def latent_start(self, n: int, space: str) -> torch.Tensor | None:
+        """The mean w (StyleGAN2's usual start of an inversion), per image, repeated per layer for w+."""
+        if space == "z":
+            return None
+        w_avg = self.latent_avg if bool(self.latent_avg.abs().sum() > 0) else self.mean_latent(1024, update=False)
+        w = w_avg.detach().to(self.device).expand(n, -1)
+        return w.unsqueeze(1).repeat(1, self.n_latent, 1) if space == "w+" else w.clone()
 
     def _noise_list(self, noise_mode: str, noise):
         if noise is not None:
