@@ -34,6 +34,8 @@ from typing import Any
 
 import torch
 
+from fsgen_hub.folder import parse_metric_records
+from fsgen_hub.utils.constants import CONFIG_NAME, LINEAGE_NAME, METRICS_NAME, WEIGHTS_NAME
 from fsgen_hub.utils.errors import FsgenError
 from fsgen_hub.utils.io import file_sha256
 
@@ -171,7 +173,6 @@ class ModelCache:
 
     def _load(self, model_id: str, kind: str) -> torch.nn.Module:
         from fsgen_hub.auto import AutoGenerator
-        from fsgen_hub.utils.constants import CONFIG_NAME, WEIGHTS_NAME
 
         if kind == "listed":
             return AutoGenerator.from_pretrained(model_id)
@@ -210,7 +211,7 @@ class ModelCache:
 
     def source_of(self, model_id: str) -> tuple[torch.nn.Module, str]:
         """The source generator recorded in the model's lineage, and its name as visitors see it."""
-        lineage = self.read_json(model_id, "lineage.json")
+        lineage = self.read_json(model_id, LINEAGE_NAME)
         base = lineage.get("base_model") if isinstance(lineage, dict) else None
         source_id = base.get("id") if isinstance(base, dict) else None
         if not source_id or not isinstance(source_id, str):
@@ -221,7 +222,7 @@ class ModelCache:
             if self.kind(model_id) != "listed" or not folder.is_dir() or not isinstance(path, str) or not digest:
                 raise unavailable
             candidate = (folder / path).resolve()
-            weights = candidate / "model.safetensors"
+            weights = candidate / WEIGHTS_NAME
             try:  # the recorded digest proves this is the folder the model was trained from
                 if file_sha256(weights) != digest:
                     raise unavailable
@@ -315,20 +316,6 @@ def interpolate(cache: ModelCache, model_id: str, seed_a: Any, seed_b: Any, step
     return G.sample(steps, seed=seed_a, truncation=truncation, device=cache.device, z=z)
 
 
-def _metric_records(text: str | None) -> list[dict]:
-    records = []
-    for line in (text or "").splitlines():
-        try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):
-            continue  # one broken line does not hide the others
-        value = record.get("value") if isinstance(record, dict) else None
-        if isinstance(record, dict) and isinstance(record.get("metric"), str) and isinstance(value, (int, float)) \
-                and not isinstance(value, bool):
-            records.append(record)
-    return records
-
-
 def model_info(model_id: str, cache: ModelCache | None = None) -> str:
     """Markdown panel: architecture, method, shots, source and metrics of the model.
 
@@ -338,13 +325,13 @@ def model_info(model_id: str, cache: ModelCache | None = None) -> str:
     model_id = (model_id or "").strip()
     cache = cache or ModelCache([model_id])
     try:
-        config = cache.read_json(model_id, "config.json")
+        config = cache.read_json(model_id, CONFIG_NAME)
     except VisitorError as exc:
         return f"**{_shown(model_id)}**: {exc}"
     if not isinstance(config, dict):
         return f"**{_shown(model_id)}**: no model found"
     lines = [f"### {_shown(model_id)}", f"- architecture: `{_shown(config.get('architecture'))}` at {config.get('resolution')} px"]
-    lineage = cache.read_json(model_id, "lineage.json")
+    lineage = cache.read_json(model_id, LINEAGE_NAME)
     lineage = lineage if isinstance(lineage, dict) else {}
     section = lambda key: lineage.get(key) if isinstance(lineage.get(key), dict) else {}  # noqa: E731
     method, data, base, training = section("method"), section("data"), section("base_model"), section("training")
@@ -358,7 +345,7 @@ def model_info(model_id: str, cache: ModelCache | None = None) -> str:
     if training.get("steps"):
         lines.append(f"- training: {training['steps']} steps on {training.get('hardware', '?')}")
     latest: dict[str, dict] = {}
-    for record in _metric_records(cache.read_text(model_id, "metrics.jsonl")):
+    for record in parse_metric_records(cache.read_text(model_id, METRICS_NAME)):
         latest[record["metric"]] = record
     if latest:
         lines += ["", "| metric | value | samples |", "|---|---|---|"]

@@ -71,22 +71,41 @@ def read_model_folder(model_dir: str | os.PathLike) -> ModelFolder:
     lineage = _read_json(model_dir / LINEAGE_NAME) if (model_dir / LINEAGE_NAME).is_file() else None
     if lineage is not None and not isinstance(lineage, dict):
         raise FsgenError(f"{model_dir / LINEAGE_NAME} must hold a JSON object")
-    records = []
     metrics_path = model_dir / METRICS_NAME
-    if metrics_path.is_file():
-        for number, line in enumerate(metrics_path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                raise FsgenError(f"{metrics_path} line {number} is not JSON: fix or delete that line") from None
-            if not isinstance(record, dict) or not isinstance(record.get("metric"), str) or \
-                    isinstance(record.get("value"), bool) or not isinstance(record.get("value"), (int, float)):
-                raise FsgenError(f"{metrics_path} line {number} has no metric name and numeric value: fix or delete it")
-            records.append(record)
-    pruning = _read_json(model_dir / PRUNING_NAME) if (model_dir / PRUNING_NAME).is_file() else None
+    records = parse_metric_records(metrics_path.read_text(encoding="utf-8"), metrics_path) if metrics_path.is_file() else []
+    pruning = None
+    if (model_dir / PRUNING_NAME).is_file():  # informative only: a broken record does not make the folder unusable
+        try:
+            pruning = _read_json(model_dir / PRUNING_NAME)
+        except FsgenError:
+            pruning = None
     return ModelFolder(model_dir, config, lineage, records, pruning if isinstance(pruning, dict) else None)
+
+
+def parse_metric_records(text: str | None, source: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl text: each a JSON object with a metric name and a numeric value.
+
+    With ``source`` (the file's path) a bad line is a one-line FsgenError naming it; without, bad lines are
+    skipped (the demo shows what a downloaded file has: one broken line does not hide the others).
+    """
+    records = []
+    for number, line in enumerate((text or "").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            if source is None:
+                continue
+            raise FsgenError(f"{source} line {number} is not JSON: fix or delete that line") from None
+        value = record.get("value") if isinstance(record, dict) else None
+        if not isinstance(record, dict) or not isinstance(record.get("metric"), str) or isinstance(value, bool) \
+                or not isinstance(value, (int, float)):
+            if source is None:
+                continue
+            raise FsgenError(f"{source} line {number} has no metric name and numeric value: fix or delete it")
+        records.append(record)
+    return records
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:

@@ -33,9 +33,9 @@ def run(args) -> int:
 
 
 def report(out) -> None:
-    from fsgen_hub.utils.io import read_jsonl
+    from fsgen_hub.folder import read_model_folder
 
-    latest = {r["metric"]: r for r in read_jsonl(out / "metrics.jsonl")}
+    latest = read_model_folder(out).latest_metrics()
     print(f"\nmodel folder: {out}")
     for name, record in sorted(latest.items()):
         print(f"  {name}: {record['value']:.4g}  ({record['protocol'].get('num_samples')} samples)")
