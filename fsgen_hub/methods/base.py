@@ -91,6 +91,15 @@ class StepBatch:
     fake_d_features: dict[str, torch.Tensor] | None = None
 
 
+def average_gradients(params: Iterable[torch.Tensor], world: int) -> None:
+    """All-reduce and average the gradients of ``params`` over ``world`` processes (nothing to do for one)."""
+    if world > 1:
+        for p in params:
+            if p.grad is not None:
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= world
+
+
 @dataclass
 class AdaptContext:
     """Everything a method may touch. ``G``/``D`` are the trained models (wrapped by Accelerate
@@ -117,6 +126,11 @@ class AdaptContext:
 
     def unwrap(self, model: nn.Module) -> nn.Module:
         return self.accelerator.unwrap_model(model)
+
+    def sync_gradients(self, params: Iterable[torch.Tensor]) -> None:
+        """Average the gradients of ``params`` over the processes, as DDP does for ctx.G and ctx.D: methods call
+        it in ``after_backward`` for what they train outside those models (BSA's latents, CDC's heads)."""
+        average_gradients(params, self.accelerator.num_processes)
 
     def frozen_copy(self, name: str, model: nn.Module) -> nn.Module:
         """A frozen, eval-mode deep copy of ``model`` (e.g. the source G or D), made once per name."""

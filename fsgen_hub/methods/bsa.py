@@ -253,10 +253,8 @@ class BSA(ModulationMethod):
         return terms
 
     def after_backward(self, ctx: AdaptContext, phase: str) -> None:
-        world = ctx.accelerator.num_processes
-        if phase == "G" and world > 1 and self.latents.grad is not None:  # the trainer syncs G's parameters only
-            torch.distributed.all_reduce(self.latents.grad)
-            self.latents.grad /= world
+        if phase == "G":  # the trainer syncs G's parameters only
+            ctx.sync_gradients([self.latents])
 
     # --- persistence, delta, artifacts ------------------------------------------------------
     def state_dict(self) -> dict:

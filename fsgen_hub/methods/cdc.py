@@ -145,11 +145,8 @@ class CDC(AdaptationMethod):
         return {"loss_cdc": cfg.kl_weight * kl}
 
     def after_backward(self, ctx, phase):
-        if phase == "D" and ctx.accelerator.num_processes > 1:  # heads live outside D: average their gradients too
-            for p in self.heads.parameters():
-                if p.grad is not None:
-                    torch.distributed.all_reduce(p.grad)
-                    p.grad /= ctx.accelerator.num_processes
+        if phase == "D":  # heads live outside D: average their gradients too
+            ctx.sync_gradients(self.heads.parameters())
 
     def state_dict(self):
         return {"heads": {k: v.cpu() for k, v in self.heads.state_dict().items()}}

@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import os
-import platform
 import shutil
 import time
 from contextlib import contextmanager
@@ -27,16 +26,17 @@ from fsgen_hub.auto import AutoDiscriminator, AutoGenerator
 from fsgen_hub.data import load_images
 from fsgen_hub.folder import read_lineage
 from fsgen_hub.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
-from fsgen_hub.methods.base import AdaptationMethod, AdaptContext, StepBatch, get_method
+from fsgen_hub.methods.base import AdaptationMethod, AdaptContext, StepBatch, average_gradients, get_method
 from fsgen_hub.methods.recipes import for_run
 from fsgen_hub.models.modeling_utils import model_class
 from fsgen_hub.training import checkpointing as ckpt
 from fsgen_hub.training.arguments import GLOBAL_DEFAULTS, TrainingArguments
 from fsgen_hub.training.augment import DiffAugment, random_xflip
+from fsgen_hub.training.lineage import build_lineage
 from fsgen_hub.utils.constants import LINEAGE_NAME, __version__
 from fsgen_hub.utils.errors import FsgenError
 from fsgen_hub.utils.images import save_image_grid
-from fsgen_hub.utils.io import append_jsonl, file_sha256, is_local_path, portable_name, write_json
+from fsgen_hub.utils.io import append_jsonl, write_json
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = ckpt.CHECKPOINT_PREFIX
@@ -53,15 +53,6 @@ def _weights_digest(module: torch.nn.Module) -> str:
         h.update(key.encode())
         h.update(value.detach().float().cpu().numpy().tobytes())
     return h.hexdigest()
-
-
-def hardware_description(accelerator) -> str:
-    device = accelerator.device
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = f"cpu ({os.cpu_count()} cores, {platform.machine()})"
-    return f"{accelerator.num_processes} x {name}" if accelerator.num_processes > 1 else name
 
 
 # `fsgen adapt` with no source and no data: the offline demo (the DigiFace DCGAN, which ships no D, to the
@@ -363,13 +354,6 @@ class AdaptationTrainer:
         accelerator.end_training()  # also tears down the process group
 
     # ------------------------------------------------------------------ phases
-    def _sync_gradients(self, params, world: int) -> None:
-        if world > 1:
-            for p in params:
-                if p.grad is not None:
-                    torch.distributed.all_reduce(p.grad)
-                    p.grad /= world
-
     def _generate(self, ctx, z, return_features: bool = False):
         """ctx.G(z), style-mixed with probability --style-mixing (a second latent takes over from a
         random layer, as StyleGAN2/RICK/CDC training does) when the generator has a style space."""
@@ -433,7 +417,7 @@ class AdaptationTrainer:
             penalty = (lengths - path_mean).pow(2).mean()
             loss = args.pl_weight * args.pl_every * penalty + 0 * images[0, 0, 0, 0]
         accelerator.backward(loss)
-        self._sync_gradients(ctx.G.parameters(), world)
+        average_gradients(ctx.G.parameters(), world)
         method.after_backward(ctx, "G_reg")
         opt_g.step()
         method.after_optimizer_step(ctx, "G_reg")
@@ -471,7 +455,7 @@ class AdaptationTrainer:
             for name, param in ctx.unwrap(ctx.D).named_parameters():
                 if name not in only:
                     param.grad = None
-        self._sync_gradients(ctx.D.parameters(), world)
+        average_gradients(ctx.D.parameters(), world)
         method.after_backward(ctx, "D")
         opt_d.step()
         method.after_optimizer_step(ctx, "D")
@@ -501,7 +485,7 @@ class AdaptationTrainer:
                 values[key] = term.item()
         values["loss_g"] = loss.item()
         accelerator.backward(loss)
-        self._sync_gradients(ctx.G.parameters(), world)
+        average_gradients(ctx.G.parameters(), world)
         method.after_backward(ctx, "G")
         opt_g.step()
         method.after_optimizer_step(ctx, "G")
@@ -614,76 +598,13 @@ class AdaptationTrainer:
             save_image_grid(pair, out / "source_vs_adapted.png", nrow=8)
             artifacts["source_vs_adapted"] = "source_vs_adapted.png"
         artifacts.update(method.write_artifacts(ctx, out) or {})
-        lineage = {
-            "fsgen_hub_version": __version__,
-            "kind": "trained" if self.from_scratch else "adapted",
-            "base_model": portable_base(base, out),
-            "data": {**_data_record(portable_name(data_id), shot_records, args),
-                     **({"local": True} if is_local_path(data_id) else {})},
-            "training": {
-                "steps": args.steps, "steps_run": state["step"], "stopped_early": state["step"] < args.steps,
-                "batch_size": args.batch_size, "seed": args.seed,
-                "mixed_precision": args.mixed_precision, "num_processes": ctx.accelerator.num_processes,
-                "replicas_identical": replicas, "wall_time_s": round(wall, 1),
-                "hardware": hardware_description(ctx.accelerator), "discriminator": d_origin,
-                "augment": args.augment, "args": portable_args(args.to_dict()),
-            },
-            "artifacts": artifacts,
-        }
-        if not self.from_scratch:
-            lineage["method"] = {"name": method.name, "config": method.config.to_dict(), "paper": method.paper,
-                                 "description": method.description}
-        if best is not None:
-            lineage["best_checkpoint"] = {"metric": best["metric"], "value": best["value"], "step": best["step"],
-                                          "used_evaluation_set": True}
+        lineage = build_lineage(
+            kind="trained" if self.from_scratch else "adapted", base=base, run_dir=out, data_id=data_id,
+            shot_records=shot_records, args=args, steps_run=state["step"], accelerator=ctx.accelerator,
+            replicas_identical=replicas, wall_time_s=wall, discriminator=d_origin, artifacts=artifacts,
+            method=None if self.from_scratch else method, best=best)
         final_D = ctx.accelerator.unwrap_model(D)
-        final_G.save_pretrained(out, discriminator=final_D, lineage=lineage)
-        try:
-            from fsgen_hub import cards
-        except ImportError:
-            cards = None
-        if cards is not None:
-            cards.write_model_card(out)
-
-
-MAX_LISTED_FILES = 100
-PATH_ARGS = ("source", "data", "output_dir", "resume", "eval_reference")
-
-
-# lineage.json is published with the model: it names local files by their name (plus digests and a path
-# relative to the run folder), never by the absolute paths of the machine that trained it
-def portable_args(values: dict) -> dict:
-    return {k: portable_name(v) if k in PATH_ARGS else v for k, v in values.items()}
-
-
-def portable_base(base: dict, run_dir: Path) -> dict:
-    """The base model of the lineage: a hub or zoo id as it is; a local folder as its name, its path relative to
-    the run folder (which the demo follows to show the source) and the sha256 of its weights file."""
-    source = base.get("id")
-    if not is_local_path(source):
-        return base
-    folder = Path(source).expanduser().resolve()
-    weights = folder / "model.safetensors"
-    return {**base, "id": folder.name, "local": True,
-            "path": Path(os.path.relpath(folder, run_dir.resolve())).as_posix(),
-            "sha256": file_sha256(weights) if weights.is_file() else None}
-
-
-
-def _data_record(data_id, records: list[dict], args: TrainingArguments) -> dict:
-    """The training images of the lineage: every file's hash for few-shot sets; for a large training
-    set (a source model's 23k photos), one digest of all hashes instead of megabytes of them."""
-    drawn = args.shots is not None  # the shot seed matters only when a subset was drawn
-    data = {"id": data_id, "shots": len(records), "shot_seed": args.shot_seed if drawn else None,
-            "image_column": args.image_column}
-    # a dataset's configuration, split and revision, recorded when they are not the defaults
-    for key, value in (("config", args.data_config), ("split", args.data_split), ("revision", args.data_revision)):
-        if value is not None and not (key == "split" and value == "train"):
-            data[key] = value
-    if len(records) <= MAX_LISTED_FILES:
-        return {**data, "files": records}
-    digest = hashlib.sha256("".join(r["sha256"] for r in records).encode()).hexdigest()
-    return {**data, "files": [], "files_digest": digest}
+        final_G.save_pretrained(out, discriminator=final_D, lineage=lineage)  # with its card, rendered from the folder
 
 
 def _trackers(report_to: str) -> str | None:
