@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
+from fsgen_hub.utils.constants import LINEAGE_NAME
 from fsgen_hub.utils.errors import FsgenError
 
 REPORT_TO = ("tensorboard", "wandb", "all", "none")
@@ -220,7 +221,7 @@ def read_config_file(path: str) -> dict[str, Any]:
 
     file = Path(path)
     if file.is_dir():
-        file = next((p for p in (file / "logs" / "run_args.json", file / "lineage.json") if p.is_file()), file / "logs" / "run_args.json")
+        file = next((p for p in (file / "logs" / "run_args.json", file / LINEAGE_NAME) if p.is_file()), file / "logs" / "run_args.json")
     if not file.is_file():
         raise FsgenError(f"--config {path}: no such file (give a run folder, its logs/run_args.json or a YAML file)")
     try:
@@ -233,7 +234,7 @@ def read_config_file(path: str) -> dict[str, Any]:
             values = json.loads(text)
     except Exception as exc:  # noqa: BLE001 - OSError, JSON/Unicode errors, yaml.YAMLError: all one answer
         raise FsgenError(f"--config {file}: not readable JSON/YAML ({str(exc).splitlines()[0][:120]})") from None
-    if isinstance(values, dict) and file.name == "lineage.json":
+    if isinstance(values, dict) and file.name == LINEAGE_NAME:
         values = (values.get("training") or {}).get("args")
     if not isinstance(values, dict):
         raise FsgenError(f"--config {file}: expected a mapping of argument names to values")

@@ -33,7 +33,7 @@ from fsgen_hub.training import checkpointing as ckpt
 from fsgen_hub.training.arguments import GLOBAL_DEFAULTS, TrainingArguments
 from fsgen_hub.training.augment import DiffAugment, random_xflip
 from fsgen_hub.training.lineage import build_lineage
-from fsgen_hub.utils.constants import LINEAGE_NAME, __version__
+from fsgen_hub.utils.constants import CONFIG_NAME, LINEAGE_NAME, METRICS_NAME, WEIGHTS_NAME, __version__
 from fsgen_hub.utils.errors import FsgenError
 from fsgen_hub.utils.images import save_image_grid
 from fsgen_hub.utils.io import append_jsonl, write_json
@@ -93,12 +93,12 @@ class AdaptationTrainer:
                 raise FsgenError(f"--resume {path}: not a complete checkpoint folder (no {ckpt.TRAINER_STATE_NAME} "
                                  "listing its files): pass a checkpoint-<step> folder or --resume latest")
             return path
-        if (out / LINEAGE_NAME).is_file() and (out / "model.safetensors").is_file():
+        if (out / LINEAGE_NAME).is_file() and (out / WEIGHTS_NAME).is_file():
             raise FsgenError(f"{out} already holds a finished run: choose another --output-dir or delete it")
         if checkpoints:
             raise FsgenError(f"{out} holds checkpoints of an unfinished run: pass --resume latest or another --output-dir")
         if out.is_dir() and any(out.iterdir()):
-            what = "a model" if (out / "config.json").exists() or (out / "model.safetensors").exists() else "files"
+            what = "a model" if (out / CONFIG_NAME).exists() or (out / WEIGHTS_NAME).exists() else "files"
             raise FsgenError(f"{out} already holds {what} that a new run would overwrite: choose another --output-dir "
                              "or empty it")
         return None
@@ -564,7 +564,7 @@ class AdaptationTrainer:
         exclude = ctx.train_images.cpu() if args.eval_reference else None
         results = evaluate(G_ema, reference, names, num_samples=args.eval_num_samples, shots=ctx.train_images,
                            seed=args.seed, device=ctx.accelerator.device, step=step,
-                           output_jsonl=self.output_dir / "metrics.jsonl", exclude_from_reference=exclude,
+                           output_jsonl=self.output_dir / METRICS_NAME, exclude_from_reference=exclude,
                            source=getattr(self, "_source_G", None),
                            model_name=self.output_dir.name)  # G_ema was copied from the source: not its name
         for result in results:
