@@ -308,6 +308,43 @@ def test_second_moments_of_held_filters_decay_as_in_rick_or_are_held_so_a_releas
     assert moved_decayed > 3 * moved_held > 0, (moved_held, moved_decayed)
 
 
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_pruned_stylegan2_filter_keeps_its_score_instead_of_the_demodulation_inflated_one(keep):
+    from fsgen_hub.methods.fisher import ContinuousFisher, squared_gradients, unit_scores
+    from fsgen_hub.methods.pruning import cumulative_share_decision
+
+    G, _ = tiny_stylegan2_models(channels=8)
+    method = DAP(DAPConfig(keep_pruned_scores=keep))
+    units = [u for u in G.fisher_units() if u.name == "convs.1.conv.weight"]
+    method.masks = {"G": UnitMasks(G, units)}
+    method.fisher = {"G": ContinuousFisher([unit_size(G, u) for u in units])}
+
+    def scores(seed):
+        G.zero_grad()
+        z = torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(seed))
+        G(z, noise_mode="const").square().mean().backward()
+        measured = unit_scores(squared_gradients(G), units)
+        return method._held_pruned_scores("G", measured) if keep else measured, measured
+
+    for seed in range(3):
+        method.fisher["G"].update(scores(seed)[0])
+    before = method.fisher["G"].values[0].clone()
+    weakest = int(before.argmin())
+    method.masks["G"].update([torch.arange(8) == weakest], [torch.zeros(8, dtype=torch.bool)], permanent=False, revive=True)
+    for seed in range(3, 6):
+        used, measured = scores(seed)
+        method.fisher["G"].update(used)
+    live = torch.arange(8) != weakest
+    # demodulation divides a zero-weight filter by sqrt(eps): its measured squared gradient dwarfs every live one
+    assert measured[0][weakest] > 1e3 * measured[0][live].max()
+    estimate = method.fisher["G"].values[0]
+    prune, freeze, _ = cumulative_share_decision([estimate], tau=0.05, max_layer_ratio=2 / 8, freeze_share=0.5, budget=None)
+    if keep:  # held at its estimate from before pruning: still among the least important, pruned again
+        assert estimate[weakest] == before[weakest] and prune[0][weakest] and not freeze[0][weakest]
+    else:  # the inflated value makes it the most important filter: revived and frozen at the next decision
+        assert int(estimate.argmax()) == weakest and not prune[0][weakest] and freeze[0][weakest]
+
+
 def test_freeze_and_prune_thresholds_at_a_tie():
     units = [FisherUnit("a", "conv", [("a", 0)]), FisherUnit("b", "conv", [("b", 0)]),
              FisherUnit("skip", "skip", [("skip", 0)], strict_prune=True)]

@@ -320,6 +320,7 @@ class PruningConfig(MethodConfig):
     budget: float | None = field(default=None, metadata={"help": "cumulative_share: at most this fraction of all filters pruned"})
     permanent: bool = field(default=False, metadata={"help": "pruned filters stay pruned (union over decisions), as in RICK"})
     revive: bool = field(default=True, metadata={"help": "restore a pruned filter (its values at pruning time) when a later decision keeps it"})
+    keep_pruned_scores: bool = field(default=False, metadata={"help": "a pruned filter keeps the importance it had when pruned instead of the Fisher measured at zero weights (which StyleGAN2's demodulation inflates ~1e8x, reviving it at once); RICK: measured"})
     hold_second_moments: bool = field(default=False, metadata={"help": "held (frozen or pruned) filters keep Adam's second moments instead of letting them decay (RICK: decay), so a released filter takes no oversized step"})
 
     def __post_init__(self):
@@ -359,6 +360,7 @@ class FilterPruningMethod(AdaptationMethod):
         self.D_ema = copy.deepcopy(nets["D"]).eval().requires_grad_(False) if "D" in nets else None
         self.fisher_latents = G.make_latents(c.fisher_samples, seed=c.fisher_seed)
         self.history: list[dict] = []
+        self._last_scores: dict[str, list[torch.Tensor]] = {}
 
     # --- hooks -------------------------------------------------------------------------
     def after_backward(self, ctx: AdaptContext, phase: str) -> None:
@@ -366,8 +368,11 @@ class FilterPruningMethod(AdaptationMethod):
         if key not in self.masks:
             return
         if self.config.fisher == "continuous" and phase in ("G", "D") and ctx.step >= ctx.args.warmup_steps:
-            model = self.masks[key].model
-            self.fisher[key].update(unit_scores(squared_gradients(model), self.masks[key].units))
+            masks = self.masks[key]
+            scores = unit_scores(squared_gradients(masks.model), masks.units)
+            if self.config.keep_pruned_scores:
+                scores = self._held_pruned_scores(key, scores)
+            self.fisher[key].update(scores)
         self.masks[key].mask_gradients(ctx.optimizers.get(key), self.config.hold_second_moments)
 
     def after_optimizer_step(self, ctx: AdaptContext, phase: str) -> None:
@@ -386,6 +391,23 @@ class FilterPruningMethod(AdaptationMethod):
             self.decide(ctx, done)
         self.masks["G"].copy_pruned_to(ctx.G_ema).apply_to_weights()
 
+    def _held_pruned_scores(self, key: str, scores: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Scores with each pruned filter's replaced by the estimate it holds: a filter held at zero weights has
+        no meaningful Fisher (StyleGAN2's demodulation divides by sqrt(eps) there: its squared gradient is
+        ~1e8 times a live filter's), and counting it would revive every pruned filter at the next decision.
+        Before the first continuous update a pruned filter starts level with its unit's least important kept one."""
+        masks, fisher = self.masks[key], self.fisher[key]
+        held = []
+        for i, (unit, score) in enumerate(zip(masks.units, scores)):
+            pruned = masks.pruned[unit.name].to(score.device)
+            if not pruned.any():
+                held.append(score)
+                continue
+            kept_min = score[~pruned].min() if (~pruned).any() else score.new_zeros(())
+            estimate = fisher.values[i].to(score) if fisher.count > 0 else kept_min.expand_as(score)
+            held.append(torch.where(pruned, estimate, score))
+        return held
+
     # --- decisions ---------------------------------------------------------------------
     def importance(self, ctx: AdaptContext) -> dict[str, list[torch.Tensor]]:
         # the continuous estimate is empty at the end of the warm-up (G has not stepped yet): that first
@@ -397,7 +419,12 @@ class FilterPruningMethod(AdaptationMethod):
         D = self.D_ema if self.D_ema is not None else ctx.frozen_copy("fisher_D", ctx.D)
         fisher_g, fisher_d = adversarial_parameter_fisher(ctx.G_ema, D, self.fisher_latents, ctx.train_images[index.to(ctx.device)])
         fisher = {"G": fisher_g, "D": fisher_d}
-        return {key: unit_scores(fisher[key], m.units) for key, m in self.masks.items()}
+        scores = {key: unit_scores(fisher[key], m.units) for key, m in self.masks.items()}
+        if self.config.keep_pruned_scores:  # a pruned filter keeps the score it had at its last decision
+            scores = {key: [torch.where(self.masks[key].pruned[u.name].to(now.device), last.to(now), now) if last is not None else now
+                            for u, now, last in zip(self.masks[key].units, value, self._last_scores.get(key, [None] * len(value)))]
+                      for key, value in scores.items()}
+        return scores
 
     def rule(self, key: str, scores: list[torch.Tensor]) -> tuple[list, list, dict]:
         c = self.config
@@ -413,6 +440,7 @@ class FilterPruningMethod(AdaptationMethod):
             scores = importance[key]
             if ctx.accelerator.num_processes > 1:  # every process must take the same decision
                 scores = [ctx.accelerator.reduce(v.to(ctx.device), reduction="mean").cpu() for v in scores]
+            self._last_scores[key] = [v.detach().cpu() for v in scores]
             prune, freeze, thresholds = self.rule(key, scores)
             masks.update(prune, freeze, permanent=self.config.permanent, revive=self.config.revive)
             prefix = "" if key == "G" else "d_"
@@ -430,6 +458,8 @@ class FilterPruningMethod(AdaptationMethod):
         for key in self.masks:
             state[f"masks_{key}"] = self.masks[key].state_dict()
             state[f"fisher_{key}"] = self.fisher[key].state_dict()
+            if key in self._last_scores:
+                state[f"last_scores_{key}"] = self._last_scores[key]
         if self.D_ema is not None:
             state["D_ema"] = {k: v.cpu() for k, v in self.D_ema.state_dict().items()}
         return state
@@ -439,6 +469,8 @@ class FilterPruningMethod(AdaptationMethod):
         for key in self.masks:
             self.masks[key].load_state_dict(state[f"masks_{key}"])
             self.fisher[key].load_state_dict(state[f"fisher_{key}"])
+            if f"last_scores_{key}" in state:
+                self._last_scores[key] = list(state[f"last_scores_{key}"])
         if self.D_ema is not None and "D_ema" in state:
             self.D_ema.load_state_dict(state["D_ema"])
 
