@@ -465,6 +465,11 @@ def write_summary(args, rows: list[dict], threads: int, out: Path) -> None:
     first_seed = min(r["seed"] for r in rows)
     run_dirs = {r["method"]: out / "runs" / f"{r['method']}-seed{first_seed}" for r in rows
                 if r["seed"] == first_seed and r["method"] != SOURCE_ROW}
+    missing = sorted(label for label, d in run_dirs.items() if not (d / "config.json").is_file())
+    if missing:  # runs/ is not in git: rows recorded on another machine have no model here
+        print(f"source_vs_adapted.png leaves out {', '.join(missing)}: their run folders are not on this machine",
+              file=sys.stderr)
+    run_dirs = {label: d for label, d in run_dirs.items() if label not in missing}
     plot_source_vs_adapted(args.source, dict(sorted(run_dirs.items())), out / "source_vs_adapted.png")
     print(text)
 
