@@ -24,7 +24,12 @@ on them the same way (freeze = gradients held at zero, prune = weights held at z
    information"); RICK freezes the top 60 % of each pool.
 4. Dynamics. The decision is re-taken every ``interval`` steps from the current estimate
    (``dynamic``); a filter pruned earlier and not selected again is revived with the values it had
-   when pruned (``revive``); RICK merges pruned sets for good.
+   when pruned (``revive``); RICK merges pruned sets for good. Two things make re-deciding safe, where
+   RICK's one-way decisions never needed them: a pruned filter keeps the importance it had when pruned
+   (``keep_pruned_scores``; measured at zero weights, StyleGAN2's demodulation inflates its squared
+   gradient ~1e8 times, which revived and froze every pruned filter at the next decision), and held
+   filters keep Adam's second moments (``hold_second_moments``), so a filter released after a long hold
+   does not take a step of up to lr / sqrt(beta2 ** held_steps).
 
 Starting defaults (to be tuned on faces64 → babies and then frozen): tau 0.001 and max_layer_ratio 0.05
 (on the 32 px fixture model they prune ~5 % of G's and ~1 % of D's filters; the old tau 0.05 pruned
@@ -52,6 +57,8 @@ class DAPConfig(PruningConfig):
     freeze_share: float = field(default=0.9, metadata={"help": "freeze the most important filters holding this share of a layer's importance (0: no freezing)"})
     dynamic: bool = field(default=True, metadata={"help": "re-decide every interval (false: one decision at the end of the warm-up)"})
     revive: bool = field(default=True, metadata={"help": "restore a pruned filter's values when a later decision keeps it"})
+    keep_pruned_scores: bool = field(default=True, metadata={"help": "a pruned filter keeps the importance it had when pruned (false: the Fisher measured at zero weights, inflated by demodulation)"})
+    hold_second_moments: bool = field(default=True, metadata={"help": "held filters keep Adam's second moments (false: they decay, as in RICK)"})
 
 
 class DAP(FilterPruningMethod):
