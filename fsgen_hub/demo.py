@@ -19,7 +19,6 @@ Trust model (the app is meant to face strangers):
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -34,7 +33,7 @@ from typing import Any
 
 import torch
 
-from fsgen_hub.folder import parse_metric_records
+from fsgen_hub.folder import ModelFolder, parse_model_files
 from fsgen_hub.utils.constants import CONFIG_NAME, LINEAGE_NAME, METRICS_NAME, WEIGHTS_NAME
 from fsgen_hub.utils.errors import FsgenError
 from fsgen_hub.utils.io import file_sha256
@@ -199,20 +198,19 @@ class ModelCache:
             logger.debug("no %s for %s: %s", filename, model_id, exc)
             return None
 
-    def read_json(self, model_id: str, filename: str) -> Any:
-        text = self.read_text(model_id, filename)
-        if text is None:
+    def folder(self, model_id: str) -> ModelFolder | None:
+        """config.json, lineage.json and metrics.jsonl of an allowed model, fetched one by one (the panel needs no
+        weights) and read by ``fsgen_hub.folder``; None when it has no readable config.json."""
+        config = self.read_text(model_id, CONFIG_NAME)
+        if config is None:
             return None
-        try:
-            return json.loads(text)
-        except (ValueError, RecursionError):
-            logger.warning("%s of %s is not valid JSON", filename, model_id)
-            return None
+        texts = {CONFIG_NAME: config, **{name: self.read_text(model_id, name) for name in (LINEAGE_NAME, METRICS_NAME)}}
+        return parse_model_files(model_id, texts)
 
     def source_of(self, model_id: str) -> tuple[torch.nn.Module, str]:
         """The source generator recorded in the model's lineage, and its name as visitors see it."""
-        lineage = self.read_json(model_id, LINEAGE_NAME)
-        base = lineage.get("base_model") if isinstance(lineage, dict) else None
+        folder = self.folder(model_id)
+        base = folder.base_model if folder is not None else None
         source_id = base.get("id") if isinstance(base, dict) else None
         if not source_id or not isinstance(source_id, str):
             raise VisitorError("this model records no source model: nothing to compare")
@@ -325,14 +323,13 @@ def model_info(model_id: str, cache: ModelCache | None = None) -> str:
     model_id = (model_id or "").strip()
     cache = cache or ModelCache([model_id])
     try:
-        config = cache.read_json(model_id, CONFIG_NAME)
+        folder = cache.folder(model_id)
     except VisitorError as exc:
         return f"**{_shown(model_id)}**: {exc}"
-    if not isinstance(config, dict):
+    if folder is None:
         return f"**{_shown(model_id)}**: no model found"
+    config, lineage = folder.config, folder.lineage or {}
     lines = [f"### {_shown(model_id)}", f"- architecture: `{_shown(config.get('architecture'))}` at {config.get('resolution')} px"]
-    lineage = cache.read_json(model_id, LINEAGE_NAME)
-    lineage = lineage if isinstance(lineage, dict) else {}
     section = lambda key: lineage.get(key) if isinstance(lineage.get(key), dict) else {}  # noqa: E731
     method, data, base, training = section("method"), section("data"), section("base_model"), section("training")
     if method.get("name"):
@@ -344,9 +341,7 @@ def model_info(model_id: str, cache: ModelCache | None = None) -> str:
         lines.append(f"- data: `{_shown(data.get('id'))}`, {data.get('shots') or len(files)} shots")
     if training.get("steps"):
         lines.append(f"- training: {training['steps']} steps on {training.get('hardware', '?')}")
-    latest: dict[str, dict] = {}
-    for record in parse_metric_records(cache.read_text(model_id, METRICS_NAME)):
-        latest[record["metric"]] = record
+    latest = folder.latest_metrics()
     if latest:
         lines += ["", "| metric | value | samples |", "|---|---|---|"]
         for name, record in sorted(latest.items())[:50]:

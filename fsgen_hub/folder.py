@@ -1,12 +1,14 @@
 """The typed reader of a model folder (docs/CONTRACTS.md): config, lineage, metric records, pruning record.
 
-The card (``fsgen_hub.cards``), publishing (``fsgen_hub.publish``), ``fsgen adapt``'s summary, evaluation
-and the trainer read a folder through here rather than each parsing its JSON files.
+The card (``fsgen_hub.cards``), publishing (``fsgen_hub.publish``), ``fsgen adapt``'s summary, evaluation,
+the trainer and the demo (``parse_model_files``: lenient, on files fetched one by one) read a folder through
+here rather than each parsing its JSON files.
 """
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +82,24 @@ def read_model_folder(model_dir: str | os.PathLike) -> ModelFolder:
         except FsgenError:
             pruning = None
     return ModelFolder(model_dir, config, lineage, records, pruning if isinstance(pruning, dict) else None)
+
+
+def parse_model_files(path: str | os.PathLike, texts: Mapping[str, str | None]) -> ModelFolder | None:
+    """A model folder from the texts of its files fetched one by one (``{file name: text or None}``), read
+    leniently: the demo shows whatever a downloaded folder holds, without its weights. A file that is absent, not
+    JSON or not a JSON object counts as absent and a bad metric line is skipped; None without a config.json object."""
+    def json_object(name: str) -> dict[str, Any] | None:
+        try:
+            value = json.loads(texts.get(name) or "null")
+        except (ValueError, RecursionError):
+            return None
+        return value if isinstance(value, dict) else None
+
+    config = json_object(CONFIG_NAME)
+    if config is None:
+        return None
+    return ModelFolder(Path(path), config, json_object(LINEAGE_NAME), parse_metric_records(texts.get(METRICS_NAME)),
+                       json_object(PRUNING_NAME))
 
 
 def parse_metric_records(text: str | None, source: str | os.PathLike | None = None) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from helpers import save_tiny_dcgan_source, tiny_stylegan2_config, write_random_
 from fsgen_hub.auto import AutoGenerator
 from fsgen_hub.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from fsgen_hub.training.arguments import TrainingArguments
-from fsgen_hub.training.trainer import AdaptationTrainer
+from fsgen_hub.training.trainer import AdaptationTrainer, RunState
 from fsgen_hub.utils.io import read_jsonl
 
 
@@ -105,9 +105,9 @@ def test_path_length_step_updates_the_running_mean_and_only_trainable_weights(tm
     accelerator = type("A", (), {"device": torch.device("cpu"), "autocast": staticmethod(contextlib.nullcontext),
                                  "backward": staticmethod(lambda loss: loss.backward()), "unwrap_model": staticmethod(lambda m: m)})()
     ctx = type("Ctx", (), {"G": G, "accelerator": accelerator, "step": 0, "unwrap": staticmethod(lambda m: m)})()
-    state = {"mean_path_length": 0.0}
+    state = RunState()  # the loop's running mean starts at 0
     values = trainer._path_length_step(ctx, opt, 1, state)
-    assert state["mean_path_length"] == pytest.approx(0.01 * values["path_length"], rel=1e-5)
+    assert state.mean_path_length == pytest.approx(0.01 * values["path_length"], rel=1e-5)
     moved = {n for n, p in G.named_parameters() if not torch.equal(before[n], p.detach())}
     assert moved and all(n.startswith("convs.") for n in moved)
 

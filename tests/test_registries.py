@@ -105,3 +105,21 @@ def test_the_folder_reader_is_strict_on_files_and_lenient_on_downloaded_text(tmp
         parse_metric_records(text, "metrics.jsonl")
     with pytest.raises(FsgenError, match=r"line 3 has no metric name and numeric value"):
         parse_metric_records("\n".join([json.dumps(good), "", json.dumps({"metric": "kid", "value": True})]), "x")
+
+
+def test_fetched_files_read_as_the_folder_reader_reads_the_folder_and_broken_ones_count_as_absent(tmp_path, tiny_dcgan):
+    from fsgen_hub.folder import parse_model_files
+    from fsgen_hub.utils.constants import CONFIG_NAME, LINEAGE_NAME, METRICS_NAME
+
+    tiny_dcgan[0].save_pretrained(tmp_path / "m", lineage={"kind": "adapted", "base_model": {"id": "fsgen/src"}})
+    good = {"metric": "swd", "value": 1.5, "protocol": {}}
+    (tmp_path / "m" / METRICS_NAME).write_text(json.dumps(good) + "\n")
+    texts = {name: (tmp_path / "m" / name).read_text() for name in (CONFIG_NAME, LINEAGE_NAME, METRICS_NAME)}
+    fetched, strict = parse_model_files("alice/m", texts), read_model_folder(tmp_path / "m")
+    assert (fetched.config, fetched.lineage, fetched.metrics) == (strict.config, strict.lineage, strict.metrics)
+    assert fetched.base_model == {"id": "fsgen/src"}
+    broken = parse_model_files("alice/m", {**texts, LINEAGE_NAME: '{"kind": ', METRICS_NAME: "not json\n" + texts[METRICS_NAME]})
+    assert broken.lineage is None and broken.base_model == {} and broken.metrics == [good]
+    assert parse_model_files("alice/m", {**texts, LINEAGE_NAME: "[1, 2]"}).lineage is None
+    assert parse_model_files("alice/m", {**texts, CONFIG_NAME: "[1]"}) is None
+    assert parse_model_files("alice/m", {LINEAGE_NAME: texts[LINEAGE_NAME]}) is None  # no config.json: no model

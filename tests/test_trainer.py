@@ -141,3 +141,17 @@ def test_finished_run_is_not_overwritten(tmp_path, source_and_data):
     AdaptationTrainer(quick_args(*source_and_data, tmp_path / "done", steps=1)).train()
     with pytest.raises(FsgenError, match="already holds a finished run"):
         AdaptationTrainer(quick_args(*source_and_data, tmp_path / "done", steps=1)).train()
+
+
+def test_a_checkpoint_loop_state_is_the_run_state_in_its_recorded_format(tmp_path, source_and_data):
+    from fsgen_hub.training import checkpointing as ckpt
+    from fsgen_hub.training.trainer import RunState
+
+    out = AdaptationTrainer(quick_args(*source_and_data, tmp_path / "run", steps=4, no_eval=True)).train()
+    raw = json.loads((out / "checkpoint-3" / "loop_state.json").read_text())
+    # the file format of earlier checkpoints: these keys, in this order, nothing pickled
+    assert list(raw["tree"]) == ["step", "best", "mean_path_length"] and raw["tree"]["step"] == 3
+    state = RunState()
+    state.load_tree(ckpt.load_tree(out / "checkpoint-3", "loop_state"))
+    assert state == RunState(step=3, best=None, mean_path_length=0.0)  # a DCGAN has no path-length term
+    assert list(state.to_tree()) == list(raw["tree"])

@@ -27,9 +27,16 @@ def run(args) -> int:
     from fsgen_hub.training.trainer import AdaptationTrainer
 
     trainer = AdaptationTrainer(from_namespace(args))
-    out = trainer.train()
+    out = trainer.train(push=False)
     report(out)
+    publish(trainer)
     return 0
+
+
+def publish(trainer) -> None:
+    """--push-to-hub, after the summary: a failed push (no token, offline) leaves a finished, reported model folder."""
+    if trainer.args.push_to_hub:
+        trainer.push_to_hub()
 
 
 def report(out) -> None:

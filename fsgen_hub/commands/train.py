@@ -25,8 +25,10 @@ def run(args) -> int:
         raise FsgenError("fsgen train needs --architecture stylegan2|dcgan")
     if not args.data:
         raise FsgenError("fsgen train needs --data (a folder, parquet file or dataset)")
-    out = AdaptationTrainer(from_namespace(args, shots=None, method=None)).train()
-    from fsgen_hub.commands.adapt import report
+    trainer = AdaptationTrainer(from_namespace(args, shots=None, method=None))
+    out = trainer.train(push=False)
+    from fsgen_hub.commands.adapt import publish, report
 
     report(out)
+    publish(trainer)
     return 0

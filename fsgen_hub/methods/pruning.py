@@ -23,6 +23,7 @@ import torch
 from fsgen_hub.methods.base import AdaptationMethod, AdaptContext, MethodConfig
 from fsgen_hub.methods.fisher import ContinuousFisher, adversarial_parameter_fisher, squared_gradients, unit_scores
 from fsgen_hub.models.base import FilterLayer, FisherUnit
+from fsgen_hub.utils.constants import PRUNING_NAME
 from fsgen_hub.utils.errors import FsgenError
 
 
@@ -484,9 +485,9 @@ class FilterPruningMethod(AdaptationMethod):
 
         output_dir = Path(output_dir)
         final = {key: m.summary() for key, m in self.masks.items()}
-        write_json(output_dir / "pruning.json", {"decisions": self.history, "final": final["G"],
-                                                 "final_discriminator": final.get("D", {})})
-        artifacts = {"pruning_json": "pruning.json"}
+        write_json(output_dir / PRUNING_NAME, {"decisions": self.history, "final": final["G"],
+                                               "final_discriminator": final.get("D", {})})
+        artifacts = {"pruning_json": PRUNING_NAME}
         if self.history:
             plot_pruning(self.history, output_dir / "pruning.png", title=f"{self.name}: pruned fraction per generator unit")
             artifacts["pruning_plot"] = "pruning.png"

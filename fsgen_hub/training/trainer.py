@@ -17,6 +17,7 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,61 @@ EMBEDDED_DEFAULT_RUN: dict[str, Any] = {"batch_size": 8, "augment": "color,trans
                                        "g_groups": "all"}
 
 
+@dataclass
+class RunState:
+    """Where the loop stands and what it carries from step to step: what a checkpoint's ``loop_state`` stores
+    (its fields in this order, plus Accelerate's grad-scaler state under mixed precision)."""
+
+    step: int = 0                    # steps done
+    best: dict | None = None         # --select-best: {"metric", "value", "step", "weights"} of the best G_ema yet
+    mean_path_length: float = 0.0    # StyleGAN2's running mean the path-length penalty pulls towards
+
+    def to_tree(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def load_tree(self, tree: dict[str, Any]) -> None:
+        for f in fields(self):
+            if f.name in tree:
+                setattr(self, f.name, tree[f.name])
+        self.step = int(tree["step"])
+
+
+@dataclass
+class RunInputs:
+    """What train() reads and checks before the run folder is created."""
+
+    G: torch.nn.Module
+    D: torch.nn.Module
+    discriminator_origin: str        # "source", or "fresh" when the source shipped no discriminator
+    base: dict                       # lineage.json's base_model
+    images: torch.Tensor             # the shots, (N, 3, H, W) in [-1, 1], on the CPU
+    shot_records: list[dict]         # name + sha256 of each shot
+    data_id: Any
+
+
+@dataclass
+class Run:
+    """What the loop's phases share once the run has started (built by ``AdaptationTrainer._start``)."""
+
+    inputs: RunInputs
+    ctx: AdaptContext
+    G: torch.nn.Module               # ctx.G / ctx.D after the method's preparation
+    D: torch.nn.Module
+    G_ema: torch.nn.Module
+    opt_g: Any                       # None when the method trains nothing in G (resp. D)
+    opt_d: Any
+    source_G: torch.nn.Module        # frozen copy of the source, for comparisons and source-relative metrics
+    state: RunState
+    fixed_z: torch.Tensor            # latents of the grids/ sample grids
+    warmup_d_names: set[str] | None  # D parameters trained during --warmup-steps
+    started: float = 0.0             # time.time() when the loop started
+    stopped_early: bool = False      # --patience stopped the loop
+
+    @property
+    def checkpointed_modules(self) -> dict[str, torch.nn.Module]:
+        return {"generator": self.G, "discriminator": self.D, "generator_ema": self.G_ema}
+
+
 class AdaptationTrainer:
     def __init__(self, args: TrainingArguments, method: AdaptationMethod | None = None):
         args.validate()
@@ -75,6 +131,8 @@ class AdaptationTrainer:
             method = get_method(name, args.method_options)
         self.method = method or AdaptationMethod()
         self.output_dir = Path(args.output_dir or default_output_dir(args))
+        # set from the Accelerator once training starts; before, from torchrun/accelerate's environment
+        self._is_main = os.environ.get("RANK", "0") == "0"
 
     # ------------------------------------------------------------------ set-up
     def _check_output_dir(self) -> Path | None:
@@ -138,7 +196,9 @@ class AdaptationTrainer:
         return G, D, d_origin, base
 
     # ------------------------------------------------------------------ main loop
-    def train(self) -> Path:
+    def train(self, *, push: bool = True) -> Path:
+        """Train, evaluate and write the model folder; returns it. With ``args.push_to_hub`` set the folder is then
+        published by ``push_to_hub()``, unless ``push=False`` (``fsgen adapt`` pushes itself, after its summary)."""
         from fsgen_hub.utils.extras import require
 
         require("accelerate", "training (fsgen adapt / fsgen train)")
@@ -170,19 +230,39 @@ class AdaptationTrainer:
         self.identity = self._run_identity(G, shot_records)
         if resume_from is not None:
             self._check_identity(resume_from)
+        inputs = RunInputs(G=G, D=D, discriminator_origin=d_origin, base=base, images=images,
+                           shot_records=shot_records, data_id=data_id)
         created = _first_missing_ancestor(self.output_dir)
         try:
-            self._train(resume_from, G, D, d_origin, base, images, shot_records, data_id)
+            self._train(resume_from, inputs)
         except Exception:
             if resume_from is None and os.environ.get("RANK", "0") == "0":
                 self._discard_failed_run(created)
             raise
-        if args.push_to_hub and self._is_main:
-            from fsgen_hub.publish import push_folder
-
-            url = push_folder(self.output_dir, args.push_to_hub)
-            print(f"pushed to {url}")
+        if push and args.push_to_hub:
+            self.push_to_hub()
         return self.output_dir
+
+    def push_to_hub(self, repo_id: str | None = None, **push_kwargs) -> str | None:
+        """Publish the finished run folder to ``repo_id`` (default ``args.push_to_hub``) through
+        ``fsgen_hub.publish.push_folder``, the one push path; returns the repo URL (None on the other processes of a
+        multi-process run: only the main one pushes). ``push_kwargs``: ``push_folder``'s (private, token, revision,
+        commit_message, create_pr)."""
+        from fsgen_hub.publish import push_folder
+
+        repo_id = repo_id or self.args.push_to_hub
+        if not repo_id:
+            raise FsgenError("push_to_hub needs a hub repo id: pass one, or set TrainingArguments(push_to_hub=...)")
+        if not self._is_main:
+            return None
+        try:
+            url = push_folder(self.output_dir, repo_id, **push_kwargs)
+        except FsgenError as exc:  # same error type, one line, plus what a failed push leaves behind
+            exc.args = (f"{exc} (the model folder {self.output_dir} is complete: `fsgen push {self.output_dir} "
+                        f"{repo_id}` publishes it)",)
+            raise
+        print(f"pushed to {url}")
+        return url
 
     def _discard_failed_run(self, created: Path | None) -> None:
         """A fresh run that failed before its first checkpoint leaves the file system as it found it.
@@ -223,7 +303,38 @@ class AdaptationTrainer:
                     f"(see {checkpoint.parent / 'logs' / 'run_args.json'}) or choose another --output-dir"
                 )
 
-    def _train(self, resume_from, G, D, d_origin, base, images, shot_records, data_id) -> None:
+    def _train(self, resume_from: Path | None, inputs: RunInputs) -> None:
+        run = self._start(resume_from, inputs)
+        args, ctx, state, accelerator = self.args, run.ctx, run.state, run.ctx.accelerator
+        progress = _progress(range(state.step, args.steps), self._is_main, initial=state.step, total=args.steps,
+                             desc="train" if self.from_scratch else "adapt")
+        run.started = time.time()
+        for step in progress:
+            values = self._train_step(run, step)  # D step, G step, path length, EMA
+            self._check_finite(values, step)
+            self.method.on_step_end(ctx, step)
+            state.step = step + 1
+            self._log_step(run, step, values, progress)
+            self._save_sample_grid(run, step)
+            run.stopped_early = self._evaluate_during_training(run, step)
+            self._checkpoint_if_due(run, step)
+            if run.stopped_early:
+                logger.info("%s has not improved for %d evaluations: stopping at step %d", args.select_best,
+                            args.patience, step + 1)
+                break
+        wall_time_s = time.time() - run.started
+        replicas_identical = self._check_replicas(accelerator, run.G)
+        if args.eval_metrics and not run.stopped_early:  # an early stop has just evaluated this step
+            self._evaluate(run, state.step)
+        accelerator.wait_for_everyone()
+        if self._is_main:
+            self._finish(run, wall_time_s=wall_time_s, replicas_identical=replicas_identical)
+        accelerator.wait_for_everyone()
+        accelerator.end_training()  # also tears down the process group
+
+    def _start(self, resume_from: Path | None, inputs: RunInputs) -> Run:
+        """The Accelerator, the method's preparation, G_ema, the optimizers and the run state (from the checkpoint
+        when resuming): what the loop's phases share."""
         from accelerate import Accelerator
         from accelerate.utils import ProjectConfiguration
 
@@ -241,18 +352,16 @@ class AdaptationTrainer:
         # created only now: with several processes, creating the Accelerator waits for every process, so all
         # of them have checked the output folder (empty, no finished run) before any of them writes into it
         (self.output_dir / "logs").mkdir(parents=True, exist_ok=True)
-        source_G = copy.deepcopy(G).eval().requires_grad_(False)
-        G, D = G.to(accelerator.device).train(), D.to(accelerator.device).train()
-        augment = DiffAugment(args.augment)
-        log_file = self.output_dir / "logs" / "train_log.jsonl"
+        source_G = copy.deepcopy(inputs.G).eval().requires_grad_(False)
+        G, D = inputs.G.to(accelerator.device).train(), inputs.D.to(accelerator.device).train()
 
         def log(values: dict, step: int | None = None) -> None:
             if main:
                 accelerator.log(values, step=step if step is not None else ctx.step)
 
         ctx = AdaptContext(G=G, D=D, G_ema=G, accelerator=accelerator, args=args,
-                           train_images=images.to(accelerator.device), augment=augment, log=log,
-                           output_dir=self.output_dir, discriminator_origin=d_origin,
+                           train_images=inputs.images.to(accelerator.device), augment=DiffAugment(args.augment), log=log,
+                           output_dir=self.output_dir, discriminator_origin=inputs.discriminator_origin,
                            ema_beta=0.5 ** (1.0 / max(1.0, args.ema_half_life or 0.05 * args.steps)))
         torch.manual_seed(args.seed)
         method.prepare(ctx)
@@ -268,92 +377,95 @@ class AdaptationTrainer:
         opt_g = prepared[0] if opt_g is not None else None
         opt_d = prepared[-1] if opt_d is not None else None
         ctx.optimizers = {k: o for k, o in (("G", opt_g), ("D", opt_d)) if o is not None}
-        state = {"step": 0, "best": None, "mean_path_length": 0.0}
-        self._checkpointed = {"modules": {"generator": G, "discriminator": D, "generator_ema": G_ema},
-                              "optimizers": ctx.optimizers, "state": state}
+        run = Run(inputs=inputs, ctx=ctx, G=G, D=D, G_ema=G_ema, opt_g=opt_g, opt_d=opt_d, source_G=source_G,
+                  state=RunState(), fixed_z=source_G.make_latents(16, seed=args.seed),
+                  warmup_d_names=self._group_names(D, args.groups("warmup_d_groups"), "--warmup-d-groups")
+                  if args.warmup_steps else None)
         if resume_from is not None:
-            self._load_checkpoint(accelerator, resume_from)
-            logger.info("resumed from %s at step %d", resume_from, state["step"])
+            self._load_checkpoint(run, resume_from)
+            logger.info("resumed from %s at step %d", resume_from, run.state.step)
         if main and log_with:
             # the TensorBoard run lands in logs/tensorboard/ (docs/CONTRACTS.md); wandb names its run after the folder
             accelerator.init_trackers("tensorboard" if args.report_to == "tensorboard" else "fsgen_hub",
                                       config=_flat_config(args), init_kwargs={"wandb": {"name": self.output_dir.name}})
         if main:
             write_json(self.output_dir / "logs" / "run_args.json", args.to_dict())
-
-        ema_beta = ctx.ema_beta
-        warmup_d_names = self._group_names(D, args.groups("warmup_d_groups"), "--warmup-d-groups") if args.warmup_steps else None
-        fixed_z = source_G.make_latents(16, seed=args.seed)
-        start = state["step"]
-        t0 = time.time()
-        progress = _progress(range(start, args.steps), main, initial=start, total=args.steps,
-                             desc="train" if self.from_scratch else "adapt")
-        world = accelerator.num_processes
-        self._source_G, stopped_early = source_G, False
-        for step in progress:
-            ctx.step = step
-            torch.manual_seed(hash((args.seed, step, accelerator.process_index)) % (2**63))
-            index = torch.randint(len(images), (args.batch_size,), device=accelerator.device)
-            real_raw = ctx.train_images[index]
-            if args.mirror:
-                real_raw = random_xflip(real_raw)
-            values: dict[str, float] = {}
-            warming_up = step < args.warmup_steps  # D-only warm-up: G does not move
-            with accelerator.accumulate(G, D):
-                if method.uses_discriminator and opt_d is not None:
-                    values.update(self._d_step(ctx, real_raw, index, opt_d, step, world,
-                                               warmup_d_names if warming_up else None))
-                if opt_g is not None and not warming_up:
-                    values.update(self._g_step(ctx, opt_g, step, world))
-                    if self._path_length_on(G) and step % args.pl_every == 0:
-                        values.update(self._path_length_step(ctx, opt_g, world, state))
-            if world > 1:  # like DDP's broadcast_buffers: BN running stats follow rank 0
-                for module in (G, D):
-                    for buffer in module.buffers():
-                        torch.distributed.broadcast(buffer, 0)
-            _ema_update(G_ema, accelerator.unwrap_model(G), ema_beta)
-            for key, value in values.items():
-                if not math.isfinite(value):
-                    last = (ckpt.list_checkpoints(self.output_dir) or [None])[-1]
-                    raise FsgenError(
-                        f"{key} became {value} at step {step}: lower --lr-g/--lr-d (now {args.lr_g}/{args.lr_d})"
-                        + (f"; the last good checkpoint is {last}" if last else "")
-                    )
-            method.on_step_end(ctx, step)
-            state["step"] = step + 1
-            if main and (step % args.log_every == 0 or step + 1 == args.steps):
-                record = {"step": step, "time_s": round(time.time() - t0, 3), **{k: round(v, 6) for k, v in values.items()}}
-                append_jsonl(log_file, record)
-                accelerator.log(values, step=step)
-                if hasattr(progress, "set_postfix"):
-                    progress.set_postfix({k: f"{v:.3f}" for k, v in values.items() if k.startswith("loss")})
-            if main and args.sample_every and (step % args.sample_every == 0 or step + 1 == args.steps):
-                grid = G_ema.sample(len(fixed_z), z=fixed_z, seed=args.seed, output_type="pt", device=accelerator.device)
-                (self.output_dir / "grids").mkdir(exist_ok=True)
-                save_image_grid(grid, self.output_dir / "grids" / f"step_{step:06d}.png")
-            if args.eval_every and (step + 1) % args.eval_every == 0 and step + 1 < args.steps:
-                self._evaluate(ctx, G_ema, step + 1, state)
-                stopped_early = self._no_longer_improving(state, step + 1)
-            final_step = step + 1 == args.steps or stopped_early
-            # from scratch, the last step is checkpointed too: long trainings run in chunks (--resume latest
-            # with a larger --steps) and must continue exactly where the previous chunk stopped
-            if args.save_every and (self.from_scratch if final_step else (step + 1) % args.save_every == 0):
-                self._save_checkpoint(accelerator, step + 1)
-            if stopped_early:
-                logger.info("%s has not improved for %d evaluations: stopping at step %d", args.select_best,
-                            args.patience, step + 1)
-                break
-        wall = time.time() - t0
-        replicas_identical = self._check_replicas(accelerator, G)
-        if args.eval_metrics and not stopped_early:  # an early stop has just evaluated this step
-            self._evaluate(ctx, G_ema, state["step"], state)
-        accelerator.wait_for_everyone()
-        if main:
-            self._finish(ctx, source_G, G_ema, D, d_origin, base, shot_records, data_id, wall, images, replicas_identical, state)
-        accelerator.wait_for_everyone()
-        accelerator.end_training()  # also tears down the process group
+        return run
 
     # ------------------------------------------------------------------ phases
+    def _train_step(self, run: Run, step: int) -> dict[str, float]:
+        """One step: D (every step, only the warm-up groups during --warmup-steps), then G and, every --pl-every
+        steps, the path-length step; then the EMA. Returns the logged values."""
+        args, ctx, method = self.args, run.ctx, self.method
+        accelerator, world = ctx.accelerator, ctx.accelerator.num_processes
+        ctx.step = step
+        torch.manual_seed(hash((args.seed, step, accelerator.process_index)) % (2**63))
+        index = torch.randint(len(ctx.train_images), (args.batch_size,), device=accelerator.device)
+        real_raw = ctx.train_images[index]
+        if args.mirror:
+            real_raw = random_xflip(real_raw)
+        values: dict[str, float] = {}
+        warming_up = step < args.warmup_steps  # D-only warm-up: G does not move
+        with accelerator.accumulate(run.G, run.D):
+            if method.uses_discriminator and run.opt_d is not None:
+                values.update(self._d_step(ctx, real_raw, index, run.opt_d, step, world,
+                                           run.warmup_d_names if warming_up else None))
+            if run.opt_g is not None and not warming_up:
+                values.update(self._g_step(ctx, run.opt_g, step, world))
+                if self._path_length_on(run.G) and step % args.pl_every == 0:
+                    values.update(self._path_length_step(ctx, run.opt_g, world, run.state))
+        if world > 1:  # like DDP's broadcast_buffers: BN running stats follow rank 0
+            for module in (run.G, run.D):
+                for buffer in module.buffers():
+                    torch.distributed.broadcast(buffer, 0)
+        _ema_update(run.G_ema, accelerator.unwrap_model(run.G), ctx.ema_beta)
+        return values
+
+    def _check_finite(self, values: dict[str, float], step: int) -> None:
+        args = self.args
+        for key, value in values.items():
+            if not math.isfinite(value):
+                last = (ckpt.list_checkpoints(self.output_dir) or [None])[-1]
+                raise FsgenError(
+                    f"{key} became {value} at step {step}: lower --lr-g/--lr-d (now {args.lr_g}/{args.lr_d})"
+                    + (f"; the last good checkpoint is {last}" if last else "")
+                )
+
+    def _log_step(self, run: Run, step: int, values: dict[str, float], progress) -> None:
+        args = self.args
+        if self._is_main and (step % args.log_every == 0 or step + 1 == args.steps):
+            record = {"step": step, "time_s": round(time.time() - run.started, 3), **{k: round(v, 6) for k, v in values.items()}}
+            append_jsonl(self.output_dir / "logs" / "train_log.jsonl", record)
+            run.ctx.accelerator.log(values, step=step)
+            if hasattr(progress, "set_postfix"):
+                progress.set_postfix({k: f"{v:.3f}" for k, v in values.items() if k.startswith("loss")})
+
+    def _save_sample_grid(self, run: Run, step: int) -> None:
+        """grids/step_XXXXXX.png: G_ema on the same 16 latents every --sample-every steps."""
+        args = self.args
+        if self._is_main and args.sample_every and (step % args.sample_every == 0 or step + 1 == args.steps):
+            grid = run.G_ema.sample(len(run.fixed_z), z=run.fixed_z, seed=args.seed, output_type="pt",
+                                    device=run.ctx.accelerator.device)
+            (self.output_dir / "grids").mkdir(exist_ok=True)
+            save_image_grid(grid, self.output_dir / "grids" / f"step_{step:06d}.png")
+
+    def _evaluate_during_training(self, run: Run, step: int) -> bool:
+        """Evaluate every --eval-every steps (the last step is evaluated after the loop); True when --patience
+        says stop."""
+        args = self.args
+        if args.eval_every and (step + 1) % args.eval_every == 0 and step + 1 < args.steps:
+            self._evaluate(run, step + 1)
+            return self._no_longer_improving(run.state, step + 1)
+        return False
+
+    def _checkpoint_if_due(self, run: Run, step: int) -> None:
+        args = self.args
+        final_step = step + 1 == args.steps or run.stopped_early
+        # from scratch, the last step is checkpointed too: long trainings run in chunks (--resume latest
+        # with a larger --steps) and must continue exactly where the previous chunk stopped
+        if args.save_every and (self.from_scratch if final_step else (step + 1) % args.save_every == 0):
+            self._save_checkpoint(run, step + 1)
+
     def _generate(self, ctx, z, return_features: bool = False):
         """ctx.G(z), style-mixed with probability --style-mixing (a second latent takes over from a
         random layer, as StyleGAN2/RICK/CDC training does) when the generator has a style space."""
@@ -396,7 +508,7 @@ class AdaptationTrainer:
                     if name not in names:
                         param.requires_grad_(False)
 
-    def _path_length_step(self, ctx, opt_g, world, state) -> dict[str, float]:
+    def _path_length_step(self, ctx, opt_g, world, state: RunState) -> dict[str, float]:
         """StyleGAN2's lazy path-length regularisation: a separate G step every --pl-every steps."""
         args, method, accelerator = self.args, self.method, ctx.accelerator
         G = ctx.unwrap(ctx.G)
@@ -413,7 +525,7 @@ class AdaptationTrainer:
             noise = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
             (grad,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
             lengths = grad.pow(2).sum(2).mean(1).sqrt()
-            path_mean = state["mean_path_length"] + 0.01 * (lengths.mean() - state["mean_path_length"])
+            path_mean = state.mean_path_length + 0.01 * (lengths.mean() - state.mean_path_length)
             penalty = (lengths - path_mean).pow(2).mean()
             loss = args.pl_weight * args.pl_every * penalty + 0 * images[0, 0, 0, 0]
         accelerator.backward(loss)
@@ -421,7 +533,7 @@ class AdaptationTrainer:
         method.after_backward(ctx, "G_reg")
         opt_g.step()
         method.after_optimizer_step(ctx, "G_reg")
-        state["mean_path_length"] = float(path_mean.detach())
+        state.mean_path_length = float(path_mean.detach())
         return {"loss_pl": penalty.item(), "path_length": float(lengths.mean().detach())}
 
     def _d_step(self, ctx, real_raw, index, opt_d, step, world, only: set[str] | None = None) -> dict[str, float]:
@@ -492,21 +604,21 @@ class AdaptationTrainer:
         return values
 
     # ------------------------------------------------------------------ checkpoints
-    def _save_checkpoint(self, accelerator, step: int) -> None:
+    def _save_checkpoint(self, run: Run, step: int) -> None:
         """checkpoint-<step>: safetensors + JSON only (see fsgen_hub.training.checkpointing), written by the main
         process into a temporary folder renamed at the end, so a checkpoint folder exists only once complete."""
+        accelerator = run.ctx.accelerator
         final = self.output_dir / f"{CHECKPOINT_PREFIX}{step}"
         tmp = self.output_dir / f".{CHECKPOINT_PREFIX}{step}.tmp"
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            saved = self._checkpointed
-            files = [ckpt.save_module(accelerator.unwrap_model(m), tmp, name) for name, m in saved["modules"].items()]
-            for name, optimizer in saved["optimizers"].items():
+            files = [ckpt.save_module(accelerator.unwrap_model(m), tmp, name) for name, m in run.checkpointed_modules.items()]
+            for name, optimizer in run.ctx.optimizers.items():
                 files += ckpt.save_tree(optimizer.state_dict(), tmp, f"optimizer_{name}")
             files += ckpt.save_tree(self.method.state_dict(), tmp, "method_state")
-            loop = {**saved["state"], "step": step}  # step, best, mean_path_length, ...
+            loop = {**run.state.to_tree(), "step": step}
             if accelerator.scaler is not None:
                 loop["scaler"] = accelerator.scaler.state_dict()
             files += ckpt.save_tree(loop, tmp, "loop_state")
@@ -520,18 +632,17 @@ class AdaptationTrainer:
                 shutil.rmtree(old, ignore_errors=True)
         accelerator.wait_for_everyone()
 
-    def _load_checkpoint(self, accelerator, path: Path) -> None:
-        saved = self._checkpointed
-        for name, module in saved["modules"].items():
+    def _load_checkpoint(self, run: Run, path: Path) -> None:
+        accelerator = run.ctx.accelerator
+        for name, module in run.checkpointed_modules.items():
             ckpt.load_module(accelerator.unwrap_model(module), path, name)
         try:
-            for name, optimizer in saved["optimizers"].items():
+            for name, optimizer in run.ctx.optimizers.items():
                 optimizer.load_state_dict(ckpt.load_tree(path, f"optimizer_{name}"))
             self.method.load_state_dict(ckpt.load_tree(path, "method_state"))
             loop = ckpt.load_tree(path, "loop_state")
             scaler = loop.pop("scaler", None)
-            saved["state"].update(loop)
-            saved["state"]["step"] = int(loop["step"])
+            run.state.load_tree(loop)
             if accelerator.scaler is not None and scaler:
                 accelerator.scaler.load_state_dict(scaler)
         except FsgenError:
@@ -552,8 +663,8 @@ class AdaptationTrainer:
         return identical
 
     # ------------------------------------------------------------------ evaluation
-    def _evaluate(self, ctx, G_ema, step, state) -> None:
-        args = self.args
+    def _evaluate(self, run: Run, step: int) -> None:
+        args, ctx, state = self.args, run.ctx, run.state
         if not args.eval_metrics or not ctx.accelerator.is_main_process:
             return
         from fsgen_hub.metrics import evaluate
@@ -562,30 +673,31 @@ class AdaptationTrainer:
         reference = args.eval_reference if args.eval_reference else ctx.train_images
         # a reference set of the domain is held out: shots found in it (by content) are dropped
         exclude = ctx.train_images.cpu() if args.eval_reference else None
-        results = evaluate(G_ema, reference, names, num_samples=args.eval_num_samples, shots=ctx.train_images,
+        results = evaluate(run.G_ema, reference, names, num_samples=args.eval_num_samples, shots=ctx.train_images,
                            seed=args.seed, device=ctx.accelerator.device, step=step,
                            output_jsonl=self.output_dir / METRICS_NAME, exclude_from_reference=exclude,
-                           source=getattr(self, "_source_G", None),
+                           source=run.source_G,
                            model_name=self.output_dir.name)  # G_ema was copied from the source: not its name
         for result in results:
             ctx.accelerator.log({f"eval/{result.metric}": result.value}, step=step)
             if args.select_best and result.metric == args.select_best:
-                if state["best"] is None or result.value < state["best"]["value"]:
-                    state["best"] = {"metric": result.metric, "value": result.value, "step": step,
-                                     "weights": {k: v.detach().cpu().clone() for k, v in G_ema.state_dict().items()}}
+                if state.best is None or result.value < state.best["value"]:
+                    state.best = {"metric": result.metric, "value": result.value, "step": step,
+                                  "weights": {k: v.detach().cpu().clone() for k, v in run.G_ema.state_dict().items()}}
 
-    def _no_longer_improving(self, state, step: int) -> bool:
+    def _no_longer_improving(self, state: RunState, step: int) -> bool:
         """--patience: the best --select-best value is ``patience`` evaluations old."""
-        args, best = self.args, state.get("best")
+        args, best = self.args, state.best
         return bool(args.patience and best is not None and step - best["step"] >= args.patience * args.eval_every)
 
     # ------------------------------------------------------------------ outputs
-    def _finish(self, ctx, source_G, G_ema, D, d_origin, base, shot_records, data_id, wall, images, replicas, state):
-        args, method, out = self.args, self.method, self.output_dir
-        best = state.get("best")
+    def _finish(self, run: Run, *, wall_time_s: float, replicas_identical: bool | None) -> None:
+        """The model folder: the best (or last) G_ema exported by the method, D, sample grids, lineage and card."""
+        args, method, out, ctx = self.args, self.method, self.output_dir, run.ctx
+        source_G, best, images = run.source_G, run.state.best, run.inputs.images
         if best is not None:
-            G_ema.load_state_dict(best["weights"])
-        final_G = method.export(ctx, G_ema).eval()
+            run.G_ema.load_state_dict(best["weights"])
+        final_G = method.export(ctx, run.G_ema).eval()
         device = ctx.accelerator.device
         fixed = source_G.make_latents(8, seed=args.seed)
         adapted = final_G.sample(16, z=source_G.make_latents(16, seed=args.seed), seed=args.seed, output_type="pt", device=device)
@@ -598,12 +710,13 @@ class AdaptationTrainer:
             save_image_grid(pair, out / "source_vs_adapted.png", nrow=8)
             artifacts["source_vs_adapted"] = "source_vs_adapted.png"
         artifacts.update(method.write_artifacts(ctx, out) or {})
+        inputs = run.inputs
         lineage = build_lineage(
-            kind="trained" if self.from_scratch else "adapted", base=base, run_dir=out, data_id=data_id,
-            shot_records=shot_records, args=args, steps_run=state["step"], accelerator=ctx.accelerator,
-            replicas_identical=replicas, wall_time_s=wall, discriminator=d_origin, artifacts=artifacts,
-            method=None if self.from_scratch else method, best=best)
-        final_D = ctx.accelerator.unwrap_model(D)
+            kind="trained" if self.from_scratch else "adapted", base=inputs.base, run_dir=out, data_id=inputs.data_id,
+            shot_records=inputs.shot_records, args=args, steps_run=run.state.step, accelerator=ctx.accelerator,
+            replicas_identical=replicas_identical, wall_time_s=wall_time_s, discriminator=inputs.discriminator_origin,
+            artifacts=artifacts, method=None if self.from_scratch else method, best=best)
+        final_D = ctx.accelerator.unwrap_model(run.D)
         final_G.save_pretrained(out, discriminator=final_D, lineage=lineage)  # with its card, rendered from the folder
 
 
