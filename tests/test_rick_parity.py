@@ -75,7 +75,8 @@ def _masks_by_key(units, masks):
 @pytest.mark.parametrize("setting", SETTINGS)
 @pytest.mark.parametrize("method,options", [
     ("rick", {}),
-    ("dap", {"fisher": "ema", "ratio_rule": "global_percentile", "permanent": True, "revive": False}),
+    ("dap", {"fisher": "ema", "ratio_rule": "global_percentile", "permanent": True, "revive": False,
+             "keep_pruned_scores": False, "hold_second_moments": False}),
 ])
 def test_thresholds_and_masks_match_for_rick_and_rick_equivalent_dap(rick, setting, method, options):
     decision = rick["ref"]["decisions"][setting]

@@ -31,13 +31,13 @@ on them the same way (freeze = gradients held at zero, prune = weights held at z
    filters keep Adam's second moments (``hold_second_moments``), so a filter released after a long hold
    does not take a step of up to lr / sqrt(beta2 ** held_steps).
 
-Starting defaults (to be tuned on faces64 → babies and then frozen): tau 0.001 and max_layer_ratio 0.05
-(on the 32 px fixture model they prune ~5 % of G's and ~1 % of D's filters; the old tau 0.05 pruned
-15–33 % of every layer; RICK prunes ~0.1 % per estimate, ~3 % over a run), freeze_share 0.9 (~37 % of
-G's and ~62 % of D's filters frozen there). Ablation switches: ``dynamic=false`` (one decision at the
+Defaults, chosen on faces64 → babies (seed 0, 1,000 steps, README "DAP, the rule we implement") and then
+frozen: tau 0.001, max_layer_ratio 0.05, freeze_share 0.9, keep_pruned_scores and hold_second_moments on.
+Ablation switches: ``dynamic=false`` (one decision at the
 end of the warm-up), ``ratio_rule=global_percentile`` (RICK's pooled percentiles
 ``fisher_quantile``/``prune_quantile``), ``freeze_share=0`` (no preservation), ``revive=false``.
-``fisher=ema, ratio_rule=global_percentile, permanent=true, revive=false`` takes RICK's decisions
+``fisher=ema, ratio_rule=global_percentile, permanent=true, revive=false, keep_pruned_scores=false,
+hold_second_moments=false`` takes RICK's decisions
 (tested against the official code's output).
 """
 from __future__ import annotations
