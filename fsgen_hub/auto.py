@@ -21,17 +21,22 @@ from fsgen_hub.zoo import resolve_model_files
 HUB_KWARGS = ("subfolder", "revision", "cache_dir", "force_download", "token", "local_files_only")
 
 
-class AutoGenerator(HubModel):
-    """``AutoGenerator.from_pretrained(id_or_dir)`` returns the right generator class for the folder."""
-
-    role = "generator"
+class _AutoModel(HubModel):
+    """Dispatch only: ``from_pretrained`` returns the class the folder's config names; zoo ids resolve too."""
 
     def __init__(self, *args, **kwargs):  # pragma: no cover - never instantiated
-        raise TypeError("AutoGenerator is not instantiable: use AutoGenerator.from_pretrained(...)")
+        name = type(self).__name__
+        raise TypeError(f"{name} is not instantiable: use {name}.from_pretrained(...)")
 
     @classmethod
     def resolve_files(cls, model_id, filenames, **hub_kwargs) -> dict[str, str]:
         return resolve_model_files(model_id, filenames, **hub_kwargs)
+
+
+class AutoGenerator(_AutoModel):
+    """``AutoGenerator.from_pretrained(id_or_dir)`` returns the right generator class for the folder."""
+
+    role = "generator"
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):  # type: ignore[override]
@@ -46,17 +51,10 @@ class AutoGenerator(HubModel):
             return merged.to(map_location, dtype=dtype) if dtype is not None else merged.to(map_location)
 
 
-class AutoDiscriminator(HubModel):
+class AutoDiscriminator(_AutoModel):
     """``AutoDiscriminator.from_pretrained(dir)`` loads ``dir/discriminator`` (or ``dir`` if it is one)."""
 
     role = "discriminator"
-
-    def __init__(self, *args, **kwargs):  # pragma: no cover - never instantiated
-        raise TypeError("AutoDiscriminator is not instantiable: use AutoDiscriminator.from_pretrained(...)")
-
-    @classmethod
-    def resolve_files(cls, model_id, filenames, **hub_kwargs) -> dict[str, str]:
-        return resolve_model_files(model_id, filenames, **hub_kwargs)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *, subfolder: str | None = None, **kwargs):  # type: ignore[override]

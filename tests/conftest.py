@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 # save_tiny_dcgan_source and write_random_images stay importable from conftest for tests written before helpers.py
-from helpers import save_tiny_dcgan_source, tiny_dcgan_models, write_random_images  # noqa: E402, F401
+from helpers import HUB_WRITE_TOKEN, save_tiny_dcgan_source, tiny_dcgan_models, write_random_images  # noqa: E402, F401
 
 # One thread: tiny models gain nothing from intra-op parallelism, and on busy cores a second thread makes
 # every matrix product wait for a core (the tiny-model tests ran 10x slower under load with two).
@@ -34,3 +34,13 @@ def shared_dir() -> Path:
 def tiny_dcgan():
     """A 16 px DCGAN generator + discriminator with ~2k parameters each, deterministic weights."""
     return tiny_dcgan_models()
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """The local hub server (tests/hub_server.py) with one user, alice, whose token is ``HUB_WRITE_TOKEN``;
+    a test file needing other users or organisations defines its own ``hub``."""
+    from hub_server import local_hub
+
+    with local_hub(monkeypatch, tmp_path / "hf_cache", tokens={HUB_WRITE_TOKEN: "alice"}) as server:
+        yield server

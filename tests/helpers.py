@@ -103,6 +103,10 @@ def run(source, data, output_dir, method, options=None, *, steps: int = 6, metho
 PARITY_ATOL = 1e-5
 
 
+# ----------------------------------------------------------------------------- local hub
+HUB_WRITE_TOKEN = "hf_TestWriteToken0123456789abcdef"  # user "alice" on the local hub server (conftest ``hub``)
+
+
 # ----------------------------------------------------------------------------- CLI
 def fsgen_cli(*args, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """``python -m fsgen_hub ARGS`` in a subprocess: offline, one thread, output captured as text.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hub_server import local_hub
+from helpers import HUB_WRITE_TOKEN
 from huggingface_hub import ModelCard
 from safetensors.torch import load as safetensors_load
 from test_cards import METRICS, make_model_folder
@@ -15,13 +15,7 @@ from fsgen_hub.publish import push_folder
 from fsgen_hub.utils.errors import FsgenError
 from fsgen_hub.utils.io import append_jsonl
 
-TOKEN = "hf_TestWriteToken0123456789abcdef"
-
-
-@pytest.fixture
-def hub(monkeypatch, tmp_path):
-    with local_hub(monkeypatch, tmp_path / "hf_cache", tokens={TOKEN: "alice"}) as server:
-        yield server
+TOKEN = HUB_WRITE_TOKEN
 
 
 @pytest.fixture

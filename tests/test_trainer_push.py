@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import pytest
-import torch
-from hub_server import local_hub
-from PIL import Image
+from helpers import HUB_WRITE_TOKEN, save_tiny_dcgan_source, write_random_images
 
 from fsgen_hub.cli import main as cli_main
 from fsgen_hub.publish import publishable_files, push_folder
@@ -14,27 +12,14 @@ from fsgen_hub.training.arguments import TrainingArguments
 from fsgen_hub.training.trainer import AdaptationTrainer
 from fsgen_hub.utils.errors import FsgenError
 
-TOKEN = "hf_TestWriteToken0123456789abcdef"
+TOKEN = HUB_WRITE_TOKEN
 RUN = dict(shots=4, method="finetune", steps=2, batch_size=2, save_every=0, sample_every=0, log_every=1,
            no_eval=True, report_to="none", device="cpu")
 
 
 @pytest.fixture
-def hub(monkeypatch, tmp_path):
-    with local_hub(monkeypatch, tmp_path / "hf_cache", tokens={TOKEN: "alice"}) as server:
-        yield server
-
-
-@pytest.fixture
-def source_and_data(tmp_path, tiny_dcgan):
-    G, D = tiny_dcgan
-    G.save_pretrained(tmp_path / "source", discriminator=D)
-    data = tmp_path / "data"
-    data.mkdir()
-    gen = torch.Generator().manual_seed(2)
-    for i in range(4):
-        Image.fromarray((torch.rand(16, 16, 3, generator=gen) * 255).byte().numpy()).save(data / f"img{i}.png")
-    return str(tmp_path / "source"), str(data)
+def source_and_data(tmp_path):
+    return str(save_tiny_dcgan_source(tmp_path / "source")), str(write_random_images(tmp_path / "data", seed=2))
 
 
 def published_as_push_folder_publishes(hub, out, repo_id):
