@@ -18,7 +18,11 @@ from fsgen_hub.utils.constants import CONFIG_NAME, WEIGHTS_NAME
 from fsgen_hub.utils.errors import FsgenError, ModelNotFoundError
 from fsgen_hub.utils.extras import require
 
-DEFAULT_SOURCE = "fsgen/dcgan-digiface64"
+DIGIFACE_SOURCE = "fsgen/dcgan-digiface64"
+# the source of `fsgen adapt` without --source: the one offline source that ships its discriminator, which DAP
+# (and RICK, FreezeD, AdAM...) adapt rather than replace; its grid on the embedded emoji is plainly emoji where the
+# DigiFace DCGAN, with a fresh D, shows checkerboards (README "The main command")
+DEFAULT_SOURCE = "fsgen/stylegan2-faces64"
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
@@ -40,7 +44,7 @@ class ZooEntry:
 
 _ENTRIES = [
     ZooEntry(
-        DEFAULT_SOURCE, "dcgan", 64,
+        DIGIFACE_SOURCE, "dcgan", 64,
         "PyPI package gan-face-generate (weights.tar, netG_state_dict), converted on first use",
         "mit", "Radford et al., ICLR 2016 (DCGAN); trained on DigiFace-1M (Bae et al., WACV 2023)", True,
         ("faces", "synthetic", "source"),
@@ -90,7 +94,7 @@ def cache_dir() -> Path:
 
 def resolve_local(model_id: str) -> Path | None:
     """A local hub folder for offline zoo ids (built on first use), else None."""
-    if model_id == DEFAULT_SOURCE:
+    if model_id == DIGIFACE_SOURCE:
         return _digiface_folder()
     if model_id == "fsgen/stylegan2-faces64":
         folder = ASSETS / "stylegan2-faces64"
@@ -107,7 +111,7 @@ def resolve_model_files(model_id: str | os.PathLike, filenames: list[str], **hub
 
 
 def digiface_weights_path() -> Path:
-    gan_face_generate = require("gan_face_generate", f"the zoo model {DEFAULT_SOURCE}")
+    gan_face_generate = require("gan_face_generate", f"the zoo model {DIGIFACE_SOURCE}")
     path = Path(gan_face_generate.__file__).resolve().parent / "weights.tar"
     if not path.is_file():
         raise FsgenError(f"{path} is missing: reinstall gan-face-generate")
@@ -115,15 +119,15 @@ def digiface_weights_path() -> Path:
 
 
 def _digiface_folder() -> Path:
-    folder = cache_dir() / DEFAULT_SOURCE.replace("/", "--")
+    folder = cache_dir() / DIGIFACE_SOURCE.replace("/", "--")
     if (folder / WEIGHTS_NAME).is_file() and (folder / CONFIG_NAME).is_file():
         return folder
     from fsgen_hub.models.convert import convert_checkpoint  # here, not at the top: `fsgen zoo` needs no torch
 
-    entry = ZOO[DEFAULT_SOURCE]
+    entry = ZOO[DIGIFACE_SOURCE]
     convert_checkpoint(
         digiface_weights_path(), folder, from_format="dcgan",
-        lineage_extra={"base_model": {"id": DEFAULT_SOURCE, "architecture": "dcgan", "license": entry.license},
+        lineage_extra={"base_model": {"id": DIGIFACE_SOURCE, "architecture": "dcgan", "license": entry.license},
                        "notes": entry.notes},
     )
     return folder

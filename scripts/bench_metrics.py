@@ -29,11 +29,11 @@ def main(argv=None) -> None:
     from fsgen_hub.data import load_images
     from fsgen_hub.metrics import evaluate
     from fsgen_hub.utils.errors import FsgenError
-    from fsgen_hub.zoo import DEFAULT_SOURCE
+    from fsgen_hub.zoo import DIGIFACE_SOURCE
 
     if not Path(args.reference).is_dir():
         sys.exit(f"reference folder {args.reference} is absent: pass --reference DIR")
-    G = AutoGenerator.from_pretrained(DEFAULT_SOURCE)
+    G = AutoGenerator.from_pretrained(DIGIFACE_SOURCE)
     reference, _ = load_images(args.reference, G.resolution)
     shots = reference[:10]
     rows = []

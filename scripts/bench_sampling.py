@@ -20,10 +20,10 @@ from _bench_common import conv_peak_gflops, count_flops, hardware, markdown_tabl
 def models():
     from fsgen_hub.auto import AutoGenerator
     from fsgen_hub.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator
-    from fsgen_hub.zoo import DEFAULT_SOURCE
+    from fsgen_hub.zoo import DIGIFACE_SOURCE
 
     torch.manual_seed(0)
-    yield "DCGAN 64 px (DigiFace zoo model)", AutoGenerator.from_pretrained(DEFAULT_SOURCE)
+    yield "DCGAN 64 px (DigiFace zoo model)", AutoGenerator.from_pretrained(DIGIFACE_SOURCE)
     yield "StyleGAN2 64 px (256-channel table, 4 mapping layers)", StyleGAN2Generator(
         StyleGAN2Config(resolution=64, style_dim=256, n_mlp=4, channels={"4": 256, "8": 256, "16": 256, "32": 128, "64": 64}))
     yield "StyleGAN2 256 px (rosinality FFHQ-256 config)", StyleGAN2Generator(StyleGAN2Config(resolution=256))

@@ -28,11 +28,11 @@ def test_fresh_install_and_shortened_main_command_work_offline(tmp_path):
     run = subprocess.run([str(venv / "bin" / "fsgen"), "adapt", "--steps", "20", "--eval-num-samples", "64"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stderr[-2000:]
-    out = tmp_path / "runs" / "dap-emoji"
+    out = tmp_path / "runs" / "finetune-emoji"
     for name in ["model.safetensors", "config.json", "discriminator/model.safetensors", "lineage.json", "metrics.jsonl",
-                 "samples.png", "source_vs_adapted.png", "shots.png", "pruning.json", "logs/train_log.jsonl"]:
+                 "samples.png", "source_vs_adapted.png", "shots.png", "logs/train_log.jsonl"]:
         assert (out / name).is_file(), name
-    assert "model folder: runs/dap-emoji" in run.stdout and "from_pretrained('runs/dap-emoji')" in run.stdout
+    assert "model folder: runs/finetune-emoji" in run.stdout and "from_pretrained('runs/finetune-emoji')" in run.stdout
     metrics = {json.loads(line)["metric"] for line in (out / "metrics.jsonl").read_text().splitlines()}
     assert {"swd", "msssim_diversity", "memorization"} <= metrics
 
@@ -42,23 +42,24 @@ def test_digiface_to_sketches_lowers_swd_and_records_a_complete_lineage(tmp_path
     from fsgen_hub.metrics import evaluate
     from fsgen_hub.training.arguments import TrainingArguments
     from fsgen_hub.training.trainer import AdaptationTrainer
-    from fsgen_hub.zoo import DEFAULT_SOURCE
+    from fsgen_hub.zoo import DIGIFACE_SOURCE
 
     shots, reference = shared_dir / "data/tenshot/sketches", shared_dir / "data/cufs_sketches"
-    args = TrainingArguments(data=str(shots), method="dap", steps=300, output_dir=str(tmp_path / "run"), seed=0)
+    args = TrainingArguments(source=DIGIFACE_SOURCE, data=str(shots), method="dap", steps=300,
+                             output_dir=str(tmp_path / "run"), seed=0)
     out = AdaptationTrainer(args).train()
 
     def swd(model):
         (result,) = evaluate(model, reference, ["swd"], num_samples=500, seed=7, exclude_from_reference=shots)
         return result.value
 
-    before, after = swd(AutoGenerator.from_pretrained(DEFAULT_SOURCE)), swd(AutoGenerator.from_pretrained(out))
+    before, after = swd(AutoGenerator.from_pretrained(DIGIFACE_SOURCE)), swd(AutoGenerator.from_pretrained(out))
     assert after < before, (before, after)
     lineage = json.loads((out / "lineage.json").read_text())
     assert lineage["data"]["shots"] == 10 and len(lineage["data"]["files"]) == 10
     assert all(len(f["sha256"]) == 64 for f in lineage["data"]["files"])
     assert lineage["training"]["discriminator"] == "fresh" and lineage["training"]["steps"] == 300
-    assert lineage["method"]["name"] == "dap" and lineage["base_model"]["id"] == DEFAULT_SOURCE
+    assert lineage["method"]["name"] == "dap" and lineage["base_model"]["id"] == DIGIFACE_SOURCE
     log = (out / "logs" / "train_log.jsonl").read_text().splitlines()
     assert json.loads(log[-1])["step"] == 299
     assert len(list((out / "grids").glob("step_*.png"))) >= 3

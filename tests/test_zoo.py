@@ -27,7 +27,7 @@ def test_digiface_matches_the_packages_own_generator(tmp_path, monkeypatch):
     from fsgen_hub.folder import read_lineage
 
     monkeypatch.setenv("FSGEN_HOME", str(tmp_path))
-    G = AutoGenerator.from_pretrained(zoo.DEFAULT_SOURCE)
+    G = AutoGenerator.from_pretrained(zoo.DIGIFACE_SOURCE)
     assert (tmp_path / "zoo").is_dir()  # converted into the cache on first use
     reference = Generator(0, 3, 100, 64)
     state = torch.load(zoo.digiface_weights_path(), map_location="cpu", weights_only=True)["netG_state_dict"]
@@ -36,7 +36,7 @@ def test_digiface_matches_the_packages_own_generator(tmp_path, monkeypatch):
     z = torch.randn(4, 100, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert (G(z) - reference(z[:, :, None, None])).abs().max() <= 1e-5
-    lineage = read_lineage(zoo.resolve_local(zoo.DEFAULT_SOURCE))
+    lineage = read_lineage(zoo.resolve_local(zoo.DIGIFACE_SOURCE))
     assert lineage["discriminator"] == "absent" and lineage["base_model"]["license"] == "mit"
 
 

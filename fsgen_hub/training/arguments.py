@@ -21,7 +21,7 @@ def _help(text: str, **kw) -> dict:
 
 @dataclass
 class TrainingArguments:
-    source: str | None = field(default=None, **_help("source model: zoo id, hub id or folder (default: the zoo's offline DigiFace DCGAN)"))
+    source: str | None = field(default=None, **_help("source model: zoo id, hub id or folder (default: the zoo's offline fsgen/stylegan2-faces64, UTKFace non-commercial terms)"))
     data: str | None = field(default=None, **_help("target images: folder, dataset folder/parquet or hub dataset id (default: the 10 embedded emoji faces)"))
     shots: int | None = field(default=10, **_help("number of target images to use (all when 0)"))
     shot_seed: int = field(default=0, **_help("seed of the shot selection"))
@@ -29,7 +29,7 @@ class TrainingArguments:
     data_config: str | None = field(default=None, **_help("dataset configuration (subset) name, as load_dataset(name=...)"))
     data_split: str = field(default="train", **_help("dataset split, as load_dataset(split=...)"))
     data_revision: str | None = field(default=None, **_help("hub dataset revision (branch, tag or commit)"))
-    method: str | None = field(default=None, **_help("adaptation method (`fsgen methods`); default dap"))
+    method: str | None = field(default=None, **_help("adaptation method (`fsgen methods`); default dap (finetune for the no-argument demo run)"))
     method_options: dict[str, Any] = field(default_factory=dict, **_help("method config as JSON or key=value pairs"))
     steps: int = field(default=300, **_help("training iterations"))
     # Settings left unset (None) take the method's recipe (`fsgen methods`), then the architecture's
