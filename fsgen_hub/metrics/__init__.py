@@ -1,9 +1,10 @@
 """Metrics: FID/KID (Inception), intra-LPIPS, and weight-free SWD, MS-SSIM diversity, memorisation, correspondence,
-collapse. Importing the package imports every metric file, so each registers itself (``register_metric``)."""
+collapse, face rate. Importing the package imports every metric file, so each registers itself (``register_metric``)."""
 from fsgen_hub.metrics import (  # noqa: F401 (registration)
     collapse,
     correspondence,
     diversity,
+    face_rate,
     fid_kid,
     intra_lpips,
     memorization,

@@ -2,7 +2,7 @@
 
 The core install (``pip install fsgen_hub``) loads, samples, saves and publishes models: torch,
 huggingface-hub, safetensors, numpy, pillow and jinja2 (model cards). Everything else comes with an
-extra, as diffusers does: ``[train]`` (``fsgen adapt``/``train``), ``[metrics]`` (FID/KID/LPIPS),
+extra, as diffusers does: ``[train]`` (``fsgen adapt``/``train``), ``[metrics]`` (FID/KID/LPIPS, face rate),
 ``[demo]`` (Gradio), ``[all]``; ``[dev]`` is ``[all]`` plus the test tools.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ OPTIONAL = {
     "torch_fidelity": ("torch-fidelity", "metrics"),
     "lpips": ("lpips", "metrics"),
     "torchvision": ("torchvision", "metrics"),
+    "cv2": ("opencv-python-headless", "metrics"),
     "gradio": ("gradio", "demo"),
 }
 
