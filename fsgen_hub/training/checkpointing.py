@@ -204,7 +204,7 @@ def _expand_optimizer(tree: dict) -> dict:
 def export_training_state(checkpoint: Path, model_dir: Path, dest: Path) -> int:
     """Write ``dest``: the complete checkpoint folder ``checkpoint`` made small, tied to the shipped weights of
     ``model_dir`` (the EMA generator and discriminator exported from that same checkpoint). Returns its size in bytes."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     from fsgen_hub.utils.io import atomic_dir, write_json
 
@@ -214,7 +214,7 @@ def export_training_state(checkpoint: Path, model_dir: Path, dest: Path) -> int:
     trainer_state = read_json(checkpoint / TRAINER_STATE_NAME)
     digests = _shipped_digests(model_dir)
     for name, shipped in SHIPPED_MODULES.items():  # the shipped weights must be this checkpoint's, rounded
-        ours, theirs = _read_tensors(checkpoint / f"{name}.safetensors"), load_file(str(model_dir / shipped))
+        ours, theirs = _read_tensors(checkpoint / f"{name}.safetensors"), _read_tensors(model_dir / shipped)
         if set(ours) != set(theirs) or any(not torch.equal(v.to(theirs[k].dtype), theirs[k]) for k, v in ours.items()):
             raise CheckpointError(f"{model_dir / shipped} is not the {name} of {checkpoint}: export the model from "
                                   "this checkpoint first")
@@ -238,7 +238,7 @@ def export_training_state(checkpoint: Path, model_dir: Path, dest: Path) -> int:
 def restore_training_state(state_dir: Path, model_dir: Path, output_dir: Path) -> Path:
     """Rebuild ``output_dir/checkpoint-<step>`` (float32, the trainer's format) from a shipped training state and
     the model folder it belongs to; ``fsgen train --resume latest`` then continues the run."""
-    from safetensors.torch import load_file
+    from safetensors.torch import save_file
 
     from fsgen_hub.utils.io import atomic_dir, write_json
 
@@ -254,11 +254,10 @@ def restore_training_state(state_dir: Path, model_dir: Path, output_dir: Path) -
     step = int(trainer_state["step"])
     final = Path(output_dir) / f"{CHECKPOINT_PREFIX}{step}"
     with atomic_dir(final) as tmp:
-        from safetensors.torch import save_file
 
         for name, shipped in [("generator", state_dir / "generator.safetensors"),
                               *[(n, model_dir / f) for n, f in SHIPPED_MODULES.items()]]:
-            tensors = load_file(str(shipped)) if name != "generator" else _read_tensors(shipped)
+            tensors = _read_tensors(shipped)  # a corrupt file is a one-line CheckpointError
             save_file({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, str(tmp / f"{name}.safetensors"))
         for name in ("optimizer_G", "optimizer_D"):
             if (state_dir / f"{name}.json").is_file():
