@@ -254,7 +254,6 @@ def restore_training_state(state_dir: Path, model_dir: Path, output_dir: Path) -
     step = int(trainer_state["step"])
     final = Path(output_dir) / f"{CHECKPOINT_PREFIX}{step}"
     with atomic_dir(final) as tmp:
-
         for name, shipped in [("generator", state_dir / "generator.safetensors"),
                               *[(n, model_dir / f) for n, f in SHIPPED_MODULES.items()]]:
             tensors = _read_tensors(shipped)  # a corrupt file is a one-line CheckpointError
