@@ -60,13 +60,18 @@ PAIR_LATENTS_SEED, PAIR_COUNT = 123, 8
 
 # ---------------------------------------------------------------------------------------------- methods
 def parse_variants(methods: str | None, variants: list[str]) -> dict[str, dict]:
-    """``--methods a,b`` and ``--variant LABEL=METHOD[:k=v,k=v]`` → {label: {"method", "options"}}, checked."""
+    """``--methods a,b`` and ``--variant LABEL=METHOD[:k=v,k=v]`` → {label: {"method", "options", "training"}},
+    checked; ``train.<field>=v`` keys set a TrainingArguments field of that row (e.g. ``train.r1_gamma=0.1``),
+    the others are the method's options."""
+    import dataclasses
+
     from fsgen_hub.methods.base import get_method, list_methods
-    from fsgen_hub.training.arguments import parse_options
+    from fsgen_hub.training.arguments import TrainingArguments, parse_options
     from fsgen_hub.utils.errors import FsgenError
 
     names = [m.strip() for m in methods.split(",") if m.strip()] if methods else ([] if variants else list(list_methods()))
-    specs = {name: {"method": name, "options": {}} for name in names}
+    specs = {name: {"method": name, "options": {}, "training": {}} for name in names}
+    training_fields = {f.name for f in dataclasses.fields(TrainingArguments)}
     for text in variants:
         label, sep, rest = text.partition("=")
         method, _, raw = rest.partition(":")
@@ -75,7 +80,12 @@ def parse_variants(methods: str | None, variants: list[str]) -> dict[str, dict]:
         if label.strip() in specs or label.strip() == SOURCE_ROW:
             raise FsgenError(f"--variant label {label.strip()!r} is used twice: give each row its own label")
         options = parse_options([raw.strip()] if raw.strip().startswith("{") else [kv for kv in raw.split(",") if kv.strip()])
-        specs[label.strip()] = {"method": method.strip(), "options": options}
+        training = {k.removeprefix("train."): options.pop(k) for k in list(options) if k.startswith("train.")}
+        unknown = sorted(set(training) - training_fields)
+        if unknown:
+            raise FsgenError(f"--variant {label.strip()}: train.{unknown[0]} is not a training setting "
+                             "(see `fsgen train --help`; write the flag's name with _ for -)")
+        specs[label.strip()] = {"method": method.strip(), "options": options, "training": training}
     for label, spec in specs.items():
         if "/" in label or label.startswith("."):
             raise FsgenError(f"method label {label!r} names a folder: use letters, digits, - and _")
@@ -105,6 +115,7 @@ def worker(args) -> dict:
         _adapt(args, spec, run_dir)
         model, row = str(run_dir), _read_run(run_dir)
     row.update({"method": args.worker, "base_method": spec.get("method"), "options": spec.get("options", {}),
+                **({"training": spec["training"]} if spec.get("training") else {}),
                 "seed": args.seed, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
     G = AutoGenerator.from_pretrained(model)
     row["best"].update(_optional_metrics(args, G))
@@ -156,7 +167,7 @@ def _adapt(args, spec: dict, run_dir: Path) -> None:
         eval_metrics=",".join(EVAL_METRICS), eval_reference=str(reference) if args.reference else None,
         eval_num_samples=args.eval_samples, select_best=SELECT_BY, patience=args.patience,
         resume="latest" if has_checkpoint else None,
-        **({"batch_size": args.batch_size} if args.batch_size else {}))
+        **({"batch_size": args.batch_size} if args.batch_size else {}), **spec.get("training", {}))
     AdaptationTrainer(targs).train()
     for checkpoint in run_dir.glob(f"{CHECKPOINT_PREFIX}*"):  # optimizer and D states: only needed to resume
         shutil.rmtree(checkpoint, ignore_errors=True)
@@ -327,7 +338,7 @@ def plot_source_vs_adapted(source: str, run_dirs: dict[str, Path], path: Path) -
         ax.imshow(images.permute(2, 0, 3, 1).reshape(images.shape[2], -1, 3).numpy())
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+        ax.set_title(label, loc="left", fontsize=9, pad=2)  # above the row: a long label is never clipped
     fig.suptitle("the same latents: source (top) and each method (seed 0, exported checkpoint)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -404,8 +415,10 @@ def run_all(args) -> None:
         raise FsgenError(f"{results_file} was written by the older end-of-run protocol: use another --out")
     protocol_file.write_text(json.dumps(protocol, indent=1))
     for row in rows:  # a label re-used for other options would mix two recipes in one row
-        if row["method"] in specs and row.get("options", {}) != specs[row["method"]]["options"]:
-            raise FsgenError(f"{row['method']} in {results_file} ran with options {row.get('options')}: "
+        if row["method"] in specs and (row.get("options", {}), row.get("training", {})) != (
+                specs[row["method"]]["options"], specs[row["method"]]["training"]):
+            raise FsgenError(f"{row['method']} in {results_file} ran with options {row.get('options')} "
+                             f"and training settings {row.get('training', {})}: "
                              "give the new variant another label or use another --out")
     done = {(r["method"], r["seed"]) for r in rows}
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)

@@ -14,6 +14,7 @@ from helpers import save_tiny_dcgan_source, write_random_images
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_methods.py"
 STEPS, EVAL_EVERY = 8, 2
+VARIANT = "freezed1=freezed:frozen_blocks=1,train.ema_half_life=3"  # a method option and a training setting
 
 
 def _argv(source: Path, target: Path, out: Path, *extra: str) -> list[str]:
@@ -35,7 +36,7 @@ def pair(tmp_path_factory):
 def finished(pair):
     source, target, root = pair
     out = root / "full"
-    proc = _compare(*_argv(source, target, out, "--methods=finetune", "--variant=freezed1=freezed:frozen_blocks=1",
+    proc = _compare(*_argv(source, target, out, "--methods=finetune", f"--variant={VARIANT}",
                            "--seeds=0,1"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, json.loads((out / "results.json").read_text())
@@ -50,6 +51,9 @@ def test_every_run_has_its_curve_and_final_and_best_numbers(finished):
     assert variant["base_method"] == "freezed" and variant["options"] == {"frozen_blocks": 1}
     lineage = json.loads((out / "runs" / "freezed1-seed0" / "lineage.json").read_text())
     assert lineage["method"]["config"]["frozen_blocks"] == 1  # the option reached the trainer
+    assert variant["training"] == {"ema_half_life": 3}  # train.* is a TrainingArguments field, not an option
+    assert lineage["training"]["args"]["ema_half_life"] == 3
+    assert "training" not in next(r for r in rows if r["method"] == "finetune")
     for row in rows:
         if row["method"] == source_row:
             assert [p["step"] for p in row["curve"]] == [0]
@@ -105,6 +109,10 @@ def test_bad_variants_and_changed_settings_fail_in_one_line(pair, finished):
     assert proc.returncode == 2 and len(lines) == 1
     assert lines[0].startswith("error: --variant x: unknown option(s) no_such_option for FreezeDConfig; valid: ")
     assert "frozen_blocks" in lines[0]
+    proc = _compare(*_argv(source, target, root / "bad", "--variant=x=freezed:train.no_such_setting=1"))
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "error: --variant x: train.no_such_setting is not a training setting (see `fsgen train --help`; "
+        "write the flag's name with _ for -)")
     assert not (root / "bad" / "results.json").exists()
     out, _ = finished
     proc = _compare(*_argv(source, target, out, "--methods=finetune", "--seeds=0", "--patience=1"))
@@ -114,7 +122,7 @@ def test_bad_variants_and_changed_settings_fail_in_one_line(pair, finished):
 def test_finished_runs_are_not_repeated(pair, finished):
     source, target, _ = pair
     out, rows = finished
-    again = _compare(*_argv(source, target, out, "--methods=finetune", "--variant=freezed1=freezed:frozen_blocks=1",
+    again = _compare(*_argv(source, target, out, "--methods=finetune", f"--variant={VARIANT}",
                             "--seeds=0,1"))
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads((out / "results.json").read_text()) == rows
