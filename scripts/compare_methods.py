@@ -49,10 +49,12 @@ DEFAULT_SOURCE = "fsgen/stylegan2-faces64"
 DEFAULT_TARGET, DEFAULT_REFERENCE = SHARED_DATA / "tenshot" / "sketches", SHARED_DATA / "cufs_sketches"
 EVAL_METRICS = ["swd", "msssim_diversity", "memorization", "memorization_calibrated", "correspondence", "collapse"]
 # the result names those metrics give, in table order, and which way is better
-COLUMNS = {"swd": "lower", "msssim_diversity": "higher", "correspondence": "higher",
+COLUMNS = {"swd": "lower", "msssim_diversity": "higher", "correspondence": "higher", "face_rate": "higher",
            "collapse_diversity_ratio": "higher", "collapse_modes": "higher", "memorization_calibrated": "lower",
            "memorization_ratio": "higher", "memorization": "lower"}
-OPTIONAL = ["fid5k", "intra_lpips1k"]  # need Inception / LPIPS weights: computed on the exported model when present
+# computed on the exported model when their weights / package are present: Inception, LPIPS, OpenCV (face rate,
+# the offline semantic check: every pair here is a face domain)
+OPTIONAL = ["fid5k", "intra_lpips1k", "face_rate"]
 SELECT_BY = "swd"
 SOURCE_ROW = "source (no adaptation)"
 PAIR_LATENTS_SEED, PAIR_COUNT = 123, 8
@@ -200,6 +202,7 @@ def _read_run(run_dir: Path) -> dict:
 def _optional_metrics(args, G) -> dict:
     from fsgen_hub.metrics import evaluate
     from fsgen_hub.utils.errors import MissingWeightsError
+    from fsgen_hub.utils.extras import MissingDependencyError
 
     reference, exclude = _reference_and_exclusion(args)
     values = {}
@@ -207,9 +210,28 @@ def _optional_metrics(args, G) -> dict:
         try:
             values.update({r.metric: r.value for r in evaluate(G, reference, [name], shots=args.target,
                                                                seed=1000 + args.seed, exclude_from_reference=exclude)})
-        except MissingWeightsError:
+        except (MissingWeightsError, MissingDependencyError):
             pass
     return values
+
+
+def rescore(args, rows: list[dict], out: Path) -> int:
+    """Adds the optional metrics a finished row lacks (e.g. ``face_rate``, added after it ran) from its exported
+    model, where its run folder is on this machine; returns how many rows changed."""
+    from fsgen_hub.auto import AutoGenerator
+
+    changed = 0
+    for row in rows:
+        model = args.source if row["method"] == SOURCE_ROW else out / "runs" / f"{row['method']}-seed{row['seed']}"
+        if row["method"] != SOURCE_ROW and not (model / "config.json").is_file():
+            continue
+        missing = {k: v for k, v in _optional_metrics(argparse.Namespace(**{**vars(args), "seed": row["seed"]}),
+                                                      AutoGenerator.from_pretrained(str(model))).items()
+                   if k not in row["best"]}
+        if missing:
+            row["best"].update(missing)
+            changed += 1
+    return changed
 
 
 # ---------------------------------------------------------------------------------------------- summary
@@ -233,17 +255,25 @@ def summarise(rows: list[dict], which: str) -> tuple[str, dict]:
         mine = [r for r in rows if r["method"] == method]
         stats[method] = {}
         for m in metrics + extra:
-            values = [r[which][m] if m in metrics else r.get(m) for r in mine]
+            values = [r[which].get(m) if m in metrics else r.get(m) for r in mine]
             values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
             if values:
                 stats[method][m] = (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
     names = [f"{m} ({'↓' if COLUMNS.get(m) == 'lower' else '↑'})" if m in COLUMNS else m for m in metrics] + extra
     lines = ["| method | seeds | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 2)]
     for method in methods:
-        cells = [f"{stats[method][m][0]:.3g} ± {stats[method][m][1]:.2g}" if m in stats[method] else "n/a"
+        runs = [r for r in rows if r["method"] == method]
+        cells = [f"{stats[method][m][0]:.3g} ± {stats[method][m][1]:.2g}"
+                 + (_counted(m, runs, which) if m in metrics else "") if m in stats[method] else "n/a"
                  for m in metrics + extra]
         lines.append(f"| {method} | {sum(r['method'] == method for r in rows)} | " + " | ".join(cells) + " |")
     return "\n".join(lines), stats
+
+
+def _counted(metric: str, runs: list[dict], which: str) -> str:
+    """' (n=k)' when only k of the method's seeds have ``metric`` (e.g. a face rate added after some runs)."""
+    have = sum(metric in r[which] and r[which][metric] is not None for r in runs)
+    return f" (n={have})" if have < len(runs) else ""
 
 
 def curves_by_method(rows: list[dict]) -> dict[str, dict[str, list[tuple[int, float, float, int]]]]:
@@ -370,6 +400,9 @@ def main(argv=None) -> None:
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--spec", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--rescore", action="store_true",
+                        help="first add the optional metrics (face_rate, FID, intra-LPIPS where available) that "
+                             "finished runs lack, from their exported models")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads per worker (default: the cores split between the --jobs workers)")
     args = parser.parse_args(argv)
@@ -420,6 +453,9 @@ def run_all(args) -> None:
             raise FsgenError(f"{row['method']} in {results_file} ran with options {row.get('options')} "
                              f"and training settings {row.get('training', {})}: "
                              "give the new variant another label or use another --out")
+    if args.rescore and rows:
+        print(f"rescored {rescore(args, rows, out)} finished run(s)", file=sys.stderr)
+        _write_rows(rows, results_file)
     done = {(r["method"], r["seed"]) for r in rows}
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     common = [f"--source={args.source}", f"--target={args.target}", f"--steps={args.steps}",
@@ -449,14 +485,18 @@ def run_all(args) -> None:
             if row is None:
                 continue
             rows.append(row)
-            tmp = results_file.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(rows, indent=1))
-            os.replace(tmp, results_file)  # a kill mid-write leaves the previous complete file
+            _write_rows(rows, results_file)
             print(f"{row['method']} seed {row['seed']}: " + ", ".join(f"{k}={v:.4g}" for k, v in row["final"].items()),
                   file=sys.stderr)
     if not rows:
         raise FsgenError("no run finished")
     write_summary(args, rows, threads, out)
+
+
+def _write_rows(rows: list[dict], results_file: Path) -> None:
+    tmp = results_file.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(rows, indent=1))
+    os.replace(tmp, results_file)  # a kill mid-write leaves the previous complete file
 
 
 def write_summary(args, rows: list[dict], threads: int, out: Path) -> None:

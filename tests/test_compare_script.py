@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -129,6 +130,27 @@ def test_finished_runs_are_not_repeated(pair, finished):
     assert "swd=" not in again.stderr  # no per-run progress line: no run happened
 
 
+def test_each_exported_model_gets_a_face_rate_and_rescore_adds_a_missing_one(pair, finished, tmp_path):
+    pytest.importorskip("cv2", reason="face_rate needs opencv-python-headless (the [metrics] extra)")
+    source, target, _ = pair
+    out, rows = finished
+    assert all(0 <= r["best"]["face_rate"] <= 1 for r in rows)
+    assert "face_rate" not in rows[0]["final"]  # measured on the exported model only
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    stripped = json.loads(json.dumps(rows))
+    for row in stripped[:3]:
+        del row["best"]["face_rate"]
+    (copy / "results.json").write_text(json.dumps(stripped))
+    (copy / "table.md").unlink()
+    again = _compare(*_argv(source, target, copy, "--methods=finetune", f"--variant={VARIANT}", "--seeds=0,1",
+                            "--rescore"))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "rescored 3 finished run(s)" in again.stderr
+    assert json.loads((copy / "results.json").read_text()) == rows  # the same samples: the same rates
+    assert "face_rate (↑)" in (copy / "table.md").read_text().split("**Best checkpoint**")[1]
+
+
 def test_a_killed_run_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one(pair, finished):
     source, target, root = pair
     out = root / "killed"
@@ -151,3 +173,15 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_o
     (row,) = [r for r in json.loads((out / "results.json").read_text()) if r["method"] == "finetune"]
     (uninterrupted,) = [r for r in finished[1] if (r["method"], r["seed"]) == ("finetune", 0)]
     assert row["curve"] == uninterrupted["curve"]  # CPU runs resume bit for bit
+
+
+def test_a_metric_measured_on_fewer_seeds_says_on_how_many():
+    sys.path.insert(0, str(SCRIPT.parent))
+    from compare_methods import summarise
+
+    rows = [{"method": "dap", "seed": s, "best": {"swd": 10.0 + s, **({"face_rate": 0.5} if s else {})}}
+            for s in range(3)]
+    table, stats = summarise(rows, "best")
+    line = next(line for line in table.splitlines() if line.startswith("| dap |"))
+    assert "| 11 ± 1 |" in line and "| 0.5 ± 0 (n=2) |" in line
+    assert stats["dap"]["face_rate"] == (0.5, 0.0)
