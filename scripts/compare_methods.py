@@ -369,7 +369,7 @@ def plot_source_vs_adapted(source: str, run_dirs: dict[str, Path], path: Path) -
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(label, loc="left", fontsize=9, pad=2)  # above the row: a long label is never clipped
-    fig.suptitle("the same latents: source (top) and each method (seed 0, exported checkpoint)", fontsize=9)
+    fig.suptitle("the same latents: source (top) and each method (exported checkpoint of its first seed)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -499,6 +499,21 @@ def _write_rows(rows: list[dict], results_file: Path) -> None:
     os.replace(tmp, results_file)  # a kill mid-write leaves the previous complete file
 
 
+def figure_runs(rows: list[dict], out: Path) -> tuple[dict[str, Path], list[str]]:
+    """({label: run folder}, methods left out) for ``source_vs_adapted.png``: each method's lowest seed whose
+    exported run folder is on this machine, the label naming the seed when it is not the first seed."""
+    first_seed = min(r["seed"] for r in rows)
+    run_dirs, missing = {}, []
+    for method in _order(r["method"] for r in rows if r["method"] != SOURCE_ROW):
+        here = [s for s in sorted(r["seed"] for r in rows if r["method"] == method)
+                if (out / "runs" / f"{method}-seed{s}" / "config.json").is_file()]
+        if not here:
+            missing.append(method)
+            continue
+        run_dirs[method if here[0] == first_seed else f"{method} (seed {here[0]})"] = out / "runs" / f"{method}-seed{here[0]}"
+    return run_dirs, missing
+
+
 def write_summary(args, rows: list[dict], threads: int, out: Path) -> None:
     final_table, final_stats = summarise(rows, "final")
     best_table, _ = summarise(rows, "best")
@@ -515,14 +530,10 @@ def write_summary(args, rows: list[dict], threads: int, out: Path) -> None:
     (out / "table.md").write_text(text)
     plot_curves(rows, out / "curves.png", title)
     plot_bars(final_stats, out / "bars.png", title)
-    first_seed = min(r["seed"] for r in rows)
-    run_dirs = {r["method"]: out / "runs" / f"{r['method']}-seed{first_seed}" for r in rows
-                if r["seed"] == first_seed and r["method"] != SOURCE_ROW}
-    missing = sorted(label for label, d in run_dirs.items() if not (d / "config.json").is_file())
+    run_dirs, missing = figure_runs(rows, out)
     if missing:  # runs/ is not in git: rows recorded on another machine have no model here
         print(f"source_vs_adapted.png leaves out {', '.join(missing)}: their run folders are not on this machine",
               file=sys.stderr)
-    run_dirs = {label: d for label, d in run_dirs.items() if label not in missing}
     plot_source_vs_adapted(args.source, dict(sorted(run_dirs.items())), out / "source_vs_adapted.png")
     print(text)
 

@@ -185,3 +185,17 @@ def test_a_metric_measured_on_fewer_seeds_says_on_how_many():
     line = next(line for line in table.splitlines() if line.startswith("| dap |"))
     assert "| 11 ± 1 |" in line and "| 0.5 ± 0 (n=2) |" in line
     assert stats["dap"]["face_rate"] == (0.5, 0.0)
+
+
+def test_the_figure_takes_each_method_from_its_first_seed_whose_run_folder_is_here(tmp_path):
+    sys.path.insert(0, str(SCRIPT.parent))
+    from compare_methods import SOURCE_ROW, figure_runs
+
+    rows = [{"method": m, "seed": s} for m in (SOURCE_ROW, "dap", "rick", "cdc") for s in (0, 1, 2)]
+    for folder in ("dap-seed0", "dap-seed1", "rick-seed2", "rick-seed1"):
+        (tmp_path / "runs" / folder).mkdir(parents=True)
+        (tmp_path / "runs" / folder / "config.json").write_text("{}")
+    (tmp_path / "runs" / "cdc-seed0").mkdir()  # killed before its export: no config.json
+    run_dirs, missing = figure_runs(rows, tmp_path)
+    assert run_dirs == {"dap": tmp_path / "runs" / "dap-seed0", "rick (seed 1)": tmp_path / "runs" / "rick-seed1"}
+    assert missing == ["cdc"]
