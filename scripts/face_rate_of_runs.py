@@ -26,6 +26,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from fsgen_hub import AutoGenerator, FsgenError
+    from fsgen_hub.metrics.base import generate
     from fsgen_hub.metrics.face_rate import rate
     from fsgen_hub.utils.extras import require
 
@@ -38,8 +39,8 @@ def main(argv=None) -> int:
     try:
         for model in args.models:
             G = AutoGenerator.from_pretrained(model)
-            fake = G.sample(args.num, seed=args.seed, batch_size=64, output_type="pt", noise_mode="random")
-            row = f"| {model.rstrip('/')} | {rate((fake.clamp(-1, 1) + 1) / 2):.3f} |"
+            fake = generate(G, args.num, args.seed, batch_size=64, device=G.device)  # in [0, 1], as evaluate draws them
+            row = f"| {model.rstrip('/')} | {rate(fake):.3f} |"
             if args.reference:
                 if G.resolution not in reference_rates:
                     from fsgen_hub.data import load_images

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -73,3 +74,24 @@ def test_tightly_cropped_real_faces_are_found(shared_dir):
     """faces64 (UTKFace) crops fill the frame; without the grey border the cascade missed ~half of them."""
     faces = _images(shared_dir / "data" / "faces64", 64, shots=48)
     assert rate(faces) >= 0.85
+
+
+def test_the_runs_script_rates_the_samples_as_evaluate_draws_them(tmp_path, monkeypatch, capsys):
+    # G.sample gives images in [0, 1]: the script once remapped them again ((x + 1) / 2), washing out every
+    # sample to [0.5, 1] and under-counting faces
+    from helpers import save_tiny_dcgan_source
+
+    from fsgen_hub import AutoGenerator
+    from fsgen_hub.metrics import face_rate as face_rate_module
+    from fsgen_hub.metrics.base import generate
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import face_rate_of_runs
+
+    folder = save_tiny_dcgan_source(tmp_path / "model")
+    seen = []
+    monkeypatch.setattr(face_rate_module, "rate", lambda images: seen.append(images) or 0.25)
+    assert face_rate_of_runs.main([str(folder), "--num", "6", "--seed", "3"]) == 0
+    G = AutoGenerator.from_pretrained(folder)
+    assert torch.equal(seen[0], generate(G, 6, 3, batch_size=64, device=G.device))
+    assert f"| {folder} | 0.250 |" in capsys.readouterr().out
