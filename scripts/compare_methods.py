@@ -199,14 +199,14 @@ def _read_run(run_dir: Path) -> dict:
             "best": {k: v for k, v in best_values.items() if k != "step"}, "curve": curve}
 
 
-def _optional_metrics(args, G) -> dict:
+def _optional_metrics(args, G, names: list[str] = OPTIONAL) -> dict:
     from fsgen_hub.metrics import evaluate
     from fsgen_hub.utils.errors import MissingWeightsError
     from fsgen_hub.utils.extras import MissingDependencyError
 
     reference, exclude = _reference_and_exclusion(args)
     values = {}
-    for name in OPTIONAL:
+    for name in names:
         try:
             values.update({r.metric: r.value for r in evaluate(G, reference, [name], shots=args.target,
                                                                seed=1000 + args.seed, exclude_from_reference=exclude)})
@@ -225,9 +225,12 @@ def rescore(args, rows: list[dict], out: Path) -> int:
         model = args.source if row["method"] == SOURCE_ROW else out / "runs" / f"{row['method']}-seed{row['seed']}"
         if row["method"] != SOURCE_ROW and not (model / "config.json").is_file():
             continue
-        missing = {k: v for k, v in _optional_metrics(argparse.Namespace(**{**vars(args), "seed": row["seed"]}),
-                                                      AutoGenerator.from_pretrained(str(model))).items()
-                   if k not in row["best"]}
+        names = [name for name in OPTIONAL if name not in row["best"]]  # only what the row lacks: no re-sampling
+        if not names:
+            continue
+        found = _optional_metrics(argparse.Namespace(**{**vars(args), "seed": row["seed"]}),
+                                  AutoGenerator.from_pretrained(str(model)), names)
+        missing = {k: v for k, v in found.items() if k not in row["best"]}
         if missing:
             row["best"].update(missing)
             changed += 1
