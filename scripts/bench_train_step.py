@@ -10,7 +10,10 @@ Variants (selected per process, so each one's peak memory is its own):
   parameters trainable in the G phase, D's activations in the default layout (as the trainer was);
 - ``fast``: modulated convs on ``auto`` (the shared-kernel "non-fused" convolution where it measured
   faster, see ``stylegan2.choose_modconv``), the copy-free FIR resampling, channels-last activations in D
-  on CPU, and no gradients for D's own parameters in the G phase (``trainer._frozen_outside``).
+  on CPU, and no gradients for D's own parameters in the G phase (``trainer._frozen_outside``);
+- ``compiled`` (only with ``--compile``): ``fast`` with G and D wrapped in ``torch.compile`` (inductor) for the
+  D and G phases; R1's double backward stays eager (compiled graphs do not support it). The compile time
+  (in the first two steps' CPU time, column "warm-up CPU-s") is to be amortised over a chunk; sampling stays eager.
 
 One training step is what ``fsgen train`` does per batch: a D phase (G without grad, D on real and fake,
 logistic loss, Adam) and a G phase (G and D with grad, non-saturating loss, Adam), plus R1 on the real
@@ -42,6 +45,7 @@ CONFIGS = {
                      "channels": {"4": 256, "8": 256, "16": 256, "32": 128, "64": 64}},
 }
 VARIANTS = ("today", "fast")
+COMPILED = "compiled"
 
 
 def use_variant(variant: str, G, D) -> None:
@@ -69,6 +73,9 @@ def worker(args) -> dict:
     config = StyleGAN2Config.from_dict(CONFIGS[args.config])
     G, D = StyleGAN2Generator(config).to(device), StyleGAN2Discriminator(config).to(device)
     use_variant(args.worker, G, D)
+    G_run, D_run = G, D  # what the D and G phases call; R1 always runs D eagerly
+    if args.worker == COMPILED:
+        G_run, D_run = torch.compile(G, dynamic=False), torch.compile(D, dynamic=False)
     opt_g = torch.optim.Adam(G.parameters(), lr=0.002, betas=(0.0, 0.99))
     opt_d = torch.optim.Adam(D.parameters(), lr=0.002, betas=(0.0, 0.99))
     batch = args.batch_size
@@ -84,8 +91,8 @@ def worker(args) -> dict:
         G.requires_grad_(False), D.requires_grad_(True)
         opt_d.zero_grad(set_to_none=True)
         with torch.no_grad():
-            fake = G(torch.randn(batch, config.style_dim, device=device))
-        loss = d_logistic_loss(D(real), D(fake))
+            fake = G_run(torch.randn(batch, config.style_dim, device=device))
+        loss = d_logistic_loss(D_run(real), D_run(fake))
         if with_r1:
             real_r1 = real.detach().requires_grad_(True)
             loss = loss + args.r1_gamma / 2 * r1_penalty(D(real_r1), real_r1) * args.r1_every
@@ -95,7 +102,7 @@ def worker(args) -> dict:
         # dropped); the fast step freezes them there, as ``trainer._frozen_outside`` does
         G.requires_grad_(True), D.requires_grad_(args.worker == "today")
         opt_g.zero_grad(set_to_none=True)
-        g_nonsaturating_loss(D(G(torch.randn(batch, config.style_dim, device=device)))).backward()
+        g_nonsaturating_loss(D_run(G_run(torch.randn(batch, config.style_dim, device=device)))).backward()
         opt_g.step()
         sync()
         return time.perf_counter() - t0, time.process_time() - c0
@@ -103,7 +110,7 @@ def worker(args) -> dict:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    step(True)  # warm-up (allocator, oneDNN kernel selection) of every pass, R1's double backward included
+    warm_up_cpu_s = step(True)[1] + step(False)[1]  # allocator, oneDNN kernel selection, compilation; R1 included
     plain = [min(t) for t in zip(*(step(False) for _ in range(args.steps)))]  # (wall, cpu)
     with_r1 = [min(t) for t in zip(*(step(True) for _ in range(max(1, args.steps // 2))))]
     step_s, step_cpu_s = (((args.r1_every - 1) * p + r) / args.r1_every for p, r in zip(plain, with_r1))
@@ -124,7 +131,7 @@ def worker(args) -> dict:
             cpu_times.append(time.process_time() - c0)
     return {"config": args.config, "variant": args.worker, "train_images_s": batch / step_s,
             "train_images_cpu_s": batch / step_cpu_s, "step_s": step_s, "plain_step_s": plain[0], "r1_step_s": with_r1[0],
-            "peak_mb": peak, "sample_images_s": args.sample_batch / min(times),
+            "peak_mb": peak, "warm_up_cpu_s": warm_up_cpu_s, "sample_images_s": args.sample_batch / min(times),
             "sample_images_cpu_s": args.sample_batch / min(cpu_times)}
 
 
@@ -141,6 +148,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--config", default="faces64", help=argparse.SUPPRESS)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--compile", action="store_true",
+                        help="add the torch.compile variant (its compilation takes minutes on CPU)")
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     import torch
@@ -158,10 +167,11 @@ def main(argv=None) -> None:
     passthrough = [f"--steps={args.steps}", f"--batch-size={args.batch_size}", f"--sample-batch={args.sample_batch}",
                    f"--r1-gamma={args.r1_gamma}", f"--r1-every={args.r1_every}", f"--device={args.device}"]
     passthrough += [f"--threads={args.threads}"] if args.threads else []
+    variants = VARIANTS + ((COMPILED,) if args.compile else ())
     best: dict[tuple[str, str], dict] = {}
     for config in configs:
         for round_ in range(args.rounds):
-            for variant in VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]:
+            for variant in variants if round_ % 2 == 0 else variants[::-1]:
                 proc = subprocess.run([sys.executable, __file__, "--worker", variant, f"--config={config}", *passthrough],
                                       capture_output=True, text=True)
                 if proc.returncode != 0:
@@ -178,20 +188,21 @@ def main(argv=None) -> None:
                     for field in ("train_images_s", "train_images_cpu_s", "sample_images_s", "sample_images_cpu_s"):
                         previous[field] = max(previous[field], row[field])
                     previous["peak_mb"] = min(previous["peak_mb"], row["peak_mb"])
+                    previous["warm_up_cpu_s"] = min(previous["warm_up_cpu_s"], row["warm_up_cpu_s"])
     rows = []
     for config in configs:
-        today, fast = best[(config, "today")], best[(config, "fast")]
-        for row in (today, fast):
+        today = best[(config, "today")]
+        for row in (best[(config, variant)] for variant in variants):
             rows.append({"config": config, "implementation": row["variant"],
                          "train images/s": row["train_images_s"], "train images/CPU-s": row["train_images_cpu_s"],
                          "train speed-up (CPU-s)": row["train_images_cpu_s"] / today["train_images_cpu_s"],
-                         "train peak MB": row["peak_mb"], "sample images/s": row["sample_images_s"],
+                         "train peak MB": row["peak_mb"], "warm-up CPU-s": row["warm_up_cpu_s"], "sample images/s": row["sample_images_s"],
                          "sample images/CPU-s": row["sample_images_cpu_s"],
                          "sample speed-up (CPU-s)": row["sample_images_cpu_s"] / today["sample_images_cpu_s"]})
     print(f"hardware: {hardware(torch.device(args.device))}; batch {args.batch_size} (R1 every {args.r1_every} steps, "
           f"amortised), sampling batch {args.sample_batch}; best of {args.rounds} alternating rounds × {args.steps} steps\n")
     print(markdown_table(rows, ["config", "implementation", "train images/s", "train images/CPU-s", "train speed-up (CPU-s)",
-                                "train peak MB", "sample images/s", "sample images/CPU-s", "sample speed-up (CPU-s)"]))
+                                "train peak MB", "warm-up CPU-s", "sample images/s", "sample images/CPU-s", "sample speed-up (CPU-s)"]))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 
