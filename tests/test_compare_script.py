@@ -199,3 +199,19 @@ def test_the_figure_takes_each_method_from_its_first_seed_whose_run_folder_is_he
     run_dirs, missing = figure_runs(rows, tmp_path)
     assert run_dirs == {"dap": tmp_path / "runs" / "dap-seed0", "rick (seed 1)": tmp_path / "runs" / "rick-seed1"}
     assert missing == ["cdc"]
+
+
+def test_two_drivers_on_one_out_keep_each_others_finished_runs(tmp_path):
+    sys.path.insert(0, str(SCRIPT.parent))
+    from compare_methods import _write_rows
+
+    results = tmp_path / "results.json"
+    first = [{"method": "finetune", "seed": 0, "final": {"swd": 1.0}}]  # driver A read this at its start
+    _write_rows(list(first), results)
+    _write_rows([*first, {"method": "ewc", "seed": 0, "final": {"swd": 2.0}}], results)  # driver B records ewc
+    _write_rows([*first, {"method": "adafm", "seed": 0, "final": {"swd": 3.0}}], results)  # A, unaware of ewc
+    rows = json.loads(results.read_text())
+    assert sorted((r["method"], r["seed"]) for r in rows) == [("adafm", 0), ("ewc", 0), ("finetune", 0)]
+    _write_rows([{"method": "ewc", "seed": 0, "final": {"swd": 9.0}}], results)  # a rescored row replaces its old self
+    rows = json.loads(results.read_text())
+    assert len(rows) == 3 and next(r for r in rows if r["method"] == "ewc")["final"]["swd"] == 9.0
