@@ -298,6 +298,15 @@ def curves_by_method(rows: list[dict]) -> dict[str, dict[str, list[tuple[int, fl
     return out
 
 
+def method_styles(methods: list[str]) -> dict[str, dict]:
+    """A colour and line style per method, distinct for up to 40 methods (matplotlib's default cycle repeats
+    after 10, which drew e.g. BSA and fine-tuning in the same blue)."""
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab20"].colors
+    return {method: {"color": palette[i % 20], "linestyle": ("-", "--")[i // 20 % 2]} for i, method in enumerate(methods)}
+
+
 def plot_curves(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib
 
@@ -310,22 +319,24 @@ def plot_curves(rows: list[dict], path: Path, title: str) -> None:
         return
     cols = min(4, len(metrics))
     nrows = math.ceil(len(metrics) / cols)
+    styles = method_styles(list(curves))
     fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.2 * nrows), squeeze=False)
     for ax, metric in zip(axes.flat, metrics):
         for method, by_metric in curves.items():
             if metric not in by_metric:
                 continue
             steps, means, stds, _ = zip(*by_metric[metric])
-            line, = ax.plot(steps, means, marker=".", label=method)
+            ax.plot(steps, means, marker=".", label=method, **styles[method])
             ax.fill_between(steps, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
-                            color=line.get_color(), alpha=0.2)
+                            color=styles[method]["color"], alpha=0.15)
         ax.set_title(f"{metric} ({COLUMNS[metric]} is better)", fontsize=9)
         ax.set_xlabel("step", fontsize=8)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=7)  # beside the panels: inside, it hid the SWD curves
     fig.suptitle(title + " — mean over seeds ± std; step 0 is the source", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -526,10 +537,11 @@ def write_summary(args, rows: list[dict], threads: int, out: Path) -> None:
     final_table, final_stats = summarise(rows, "final")
     best_table, _ = summarise(rows, "best")
     limit = f"{args.steps} steps" + (f" (or until SWD has not improved for {args.patience} evaluations)" if args.patience else "")
-    title = f"{args.source} → {Path(args.target).name}: {limit}, seeds {args.seeds}"
+    seeds = ", ".join(str(seed) for seed in sorted({r["seed"] for r in rows}))  # of every recorded run, not this call's
+    title = f"{args.source} → {Path(args.target).name}: {limit}, seeds {seeds}"
     reference = _shown(args.reference) if args.reference else f"{_shown(args.target)} (the shots themselves)"
     without = " without the shots" if args.reference else ""
-    conditions = f"{args.jobs} worker(s) at once, {threads} thread(s) each, device {args.device}"
+    conditions = f"the last call ran {args.jobs} worker(s) at once, {threads} thread(s) each, device {args.device}"
     text = (f"{title}; evaluated every {args.eval_every} steps on {args.eval_samples} samples (SWD vs {reference}{without}; "
             f"correspondence and collapse on 100 latents shared with the source); {conditions}\n\n"
             f"**Final** (last step of each run)\n\n{final_table}\n\n"

@@ -215,3 +215,12 @@ def test_two_drivers_on_one_out_keep_each_others_finished_runs(tmp_path):
     _write_rows([{"method": "ewc", "seed": 0, "final": {"swd": 9.0}}], results)  # a rescored row replaces its old self
     rows = json.loads(results.read_text())
     assert len(rows) == 3 and next(r for r in rows if r["method"] == "ewc")["final"]["swd"] == 9.0
+
+
+def test_every_method_of_a_large_comparison_gets_its_own_line_style():
+    sys.path.insert(0, str(SCRIPT.parent))
+    from compare_methods import method_styles
+
+    methods = [f"method{i}" for i in range(25)]  # the sketches table has 14 rows; the default cycle repeats after 10
+    styles = method_styles(methods)
+    assert len({(s["color"], s["linestyle"]) for s in styles.values()}) == len(methods)
