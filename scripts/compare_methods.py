@@ -509,7 +509,8 @@ def run_all(args) -> None:
 
 def _write_rows(rows: list[dict], results_file: Path) -> None:
     """Write ``rows`` plus any rows another driver on the same ``--out`` recorded meanwhile (two drivers may
-    run different methods into one table; neither may drop the other's finished runs)."""
+    run different methods into one table; neither may drop the other's finished runs). The rows found on disk
+    are appended to ``rows`` too, so the caller's later writes keep them."""
     if results_file.exists():
         ours = {(r["method"], r["seed"]) for r in rows}
         rows.extend(r for r in json.loads(results_file.read_text()) if (r["method"], r["seed"]) not in ours)
