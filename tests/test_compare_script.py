@@ -16,6 +16,7 @@ from helpers import save_tiny_dcgan_source, write_random_images
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_methods.py"
 STEPS, EVAL_EVERY = 8, 2
 VARIANT = "freezed1=freezed:frozen_blocks=1,train.ema_half_life=3"  # a method option and a training setting
+sys.path.insert(0, str(SCRIPT.parent))  # the script's helpers are imported by the tests that check them in-process
 
 
 def _argv(source: Path, target: Path, out: Path, *extra: str) -> list[str]:
@@ -90,7 +91,6 @@ def test_tables_figures_and_grids(finished):
 
 
 def test_curves_average_seeds_and_start_at_the_source(finished):
-    sys.path.insert(0, str(SCRIPT.parent))
     from compare_methods import curves_by_method
 
     _, rows = finished
@@ -176,7 +176,6 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_o
 
 
 def test_a_metric_measured_on_fewer_seeds_says_on_how_many():
-    sys.path.insert(0, str(SCRIPT.parent))
     from compare_methods import summarise
 
     rows = [{"method": "dap", "seed": s, "best": {"swd": 10.0 + s, **({"face_rate": 0.5} if s else {})}}
@@ -188,7 +187,6 @@ def test_a_metric_measured_on_fewer_seeds_says_on_how_many():
 
 
 def test_the_figure_takes_each_method_from_its_first_seed_whose_run_folder_is_here(tmp_path):
-    sys.path.insert(0, str(SCRIPT.parent))
     from compare_methods import SOURCE_ROW, figure_runs
 
     rows = [{"method": m, "seed": s} for m in (SOURCE_ROW, "dap", "rick", "cdc") for s in (0, 1, 2)]
@@ -202,7 +200,6 @@ def test_the_figure_takes_each_method_from_its_first_seed_whose_run_folder_is_he
 
 
 def test_two_drivers_on_one_out_keep_each_others_finished_runs(tmp_path):
-    sys.path.insert(0, str(SCRIPT.parent))
     from compare_methods import _write_rows
 
     results = tmp_path / "results.json"
@@ -218,7 +215,6 @@ def test_two_drivers_on_one_out_keep_each_others_finished_runs(tmp_path):
 
 
 def test_every_method_of_a_large_comparison_gets_its_own_line_style():
-    sys.path.insert(0, str(SCRIPT.parent))
     from compare_methods import method_styles
 
     methods = [f"method{i}" for i in range(25)]  # the sketches table has 14 rows; the default cycle repeats after 10
