@@ -1,8 +1,8 @@
 """Methods (and variants) on one source → target pair, several seeds, evaluated along training.
 
-    python scripts/compare_methods.py --jobs 2 --out results/sketches_faces64        # the default pair below
+    python scripts/compare_methods.py --jobs 2 --out results/sketches_recipes         # the default pair below
     python scripts/compare_methods.py --source fsgen/dcgan-digiface64 --target ../shared/data/tenshot/babies \\
-        --methods finetune,rick,dap,cdc --variant dap_static=dap:dynamic=false --out results/babies
+        --methods finetune,rick,dap,cdc --variant dap_static=dap:dynamic=false --out results/digiface_babies
 
 Protocol. Every run (own subprocess, so peak memory is its own) adapts with
 ``fsgen_hub.AdaptationTrainer`` for ``--steps`` (default 1,000) and the trainer evaluates its EMA
