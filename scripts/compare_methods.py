@@ -510,10 +510,12 @@ def run_all(args) -> None:
 def _write_rows(rows: list[dict], results_file: Path) -> None:
     """Write ``rows`` plus any rows another driver on the same ``--out`` recorded meanwhile (two drivers may
     run different methods into one table; neither may drop the other's finished runs). The rows found on disk
-    are appended to ``rows`` too, so the caller's later writes keep them."""
+    are appended to ``rows`` too, so the caller's later writes keep them. One row per (method, seed), the
+    caller's latest: two drivers given the same seed both run its source row, and a rescore replaces a row."""
+    latest = {(r["method"], r["seed"]): r for r in rows}
+    rows[:] = list(latest.values())
     if results_file.exists():
-        ours = {(r["method"], r["seed"]) for r in rows}
-        rows.extend(r for r in json.loads(results_file.read_text()) if (r["method"], r["seed"]) not in ours)
+        rows.extend(r for r in json.loads(results_file.read_text()) if (r["method"], r["seed"]) not in latest)
     tmp = results_file.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(rows, indent=1))
     os.replace(tmp, results_file)  # a kill mid-write leaves the previous complete file

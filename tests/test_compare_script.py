@@ -212,6 +212,17 @@ def test_two_drivers_on_one_out_keep_each_others_finished_runs(tmp_path):
     _write_rows([{"method": "ewc", "seed": 0, "final": {"swd": 9.0}}], results)  # a rescored row replaces its old self
     rows = json.loads(results.read_text())
     assert len(rows) == 3 and next(r for r in rows if r["method"] == "ewc")["final"]["swd"] == 9.0
+    # two drivers given the same seed both run its source row: driver B records it first, driver A reads it
+    # back while recording another run, then records its own: the file keeps one row, A's
+    driver_a = json.loads(results.read_text())
+    _write_rows([*json.loads(results.read_text()), {"method": "source", "seed": 1, "final": {"swd": 4.0}}], results)
+    driver_a.append({"method": "cdc", "seed": 1, "final": {"swd": 5.0}})
+    _write_rows(driver_a, results)  # A now holds B's source row
+    driver_a.append({"method": "source", "seed": 1, "final": {"swd": 4.5}})
+    _write_rows(driver_a, results)
+    rows = json.loads(results.read_text())
+    sources = [r for r in rows if r["method"] == "source"]
+    assert len(rows) == 5 and len(sources) == 1 and sources[0]["final"]["swd"] == 4.5
 
 
 def test_every_method_of_a_large_comparison_gets_its_own_line_style():
