@@ -53,6 +53,8 @@ _IMAGES = (  # (lineage artifact key, default file, title, caption)
     ("source_vs_adapted", "source_vs_adapted.png", "Source vs adapted",
      "top row: the base model; bottom row: this model, from the same latent codes."),
     ("shots", "shots.png", "Training images", "the images the model was trained or adapted on."),
+    ("training_curve", "swd_curve.png", "SWD over training",
+     "sliced Wasserstein distance of samples against training images at each measured step (lower is better)."),
 )
 
 

@@ -15,8 +15,11 @@ Training is plain ``fsgen train`` (the adaptation trainer from random initialisa
 3. Otherwise (weights shipped without a state) the shipped EMA G and D start the run at their step with a
    fresh optimiser.
 
-Every chunk is logged to ``<run>/chunks.jsonl`` (steps, wall time, hardware); every export rewrites the
-shipped weights and the shipped training state together.
+Every chunk is logged to ``<run>/chunks.jsonl`` (steps, wall time, hardware and, unless ``--swd-samples 0``, the
+SWD of its EMA G against 1,000 training photos); a run that continues from the shipped files first copies the
+shipped lineage's totals there, so hours and chunks add up over the whole training. Every export rewrites the
+shipped weights and the shipped training state together, keeps the SWD of every earlier step in
+``metrics.jsonl`` and draws them as ``swd_curve.png`` (shown on the card).
 
 The export writes ``fsgen_hub/assets/stylegan2-faces64/``: G (EMA) and D in fp16 safetensors, lineage
 with the summed wall time, its SWD against the training photos, a status line (whether samples are
@@ -46,6 +49,8 @@ MODEL_CONFIG = {"style_dim": 128, "n_mlp": 4, "channels": {"4": 128, "8": 128, "
 TRAIN_ARGS = ["--batch-size", "16", "--r1-gamma", "0.1", "--r1-every", "16", "--ema-half-life", "200",
               "--augment", "none", "--save-every", "100", "--keep-checkpoints", "2", "--sample-every", "100",
               "--log-every", "20", "--seed", "0"]
+# SWD of 1,000 training photos against 1,000 other ones (same protocol): the floor the source's SWD is judged by
+REAL_VS_REAL_SWD = 8.7
 STATUS_NOT_YET = ("in training: samples are not recognisably faces yet, so it is not good enough to adapt from; "
                   "`scripts/build_faces64_source.py --minutes N` continues the run")
 
@@ -70,8 +75,36 @@ def prepare_run(run: Path, data: Path, device: str) -> str:
         raise SystemExit(f"{run} holds no complete checkpoint but is not empty: move it away or pass another --run")
     if (STATE / ckpt.TRAINER_STATE_NAME).is_file():
         restored = ckpt.restore_training_state(STATE, ASSET, run)
+        carry_history(run)
         return f"the shipped training state at step {last_step(run)} ({restored.name})"
-    return f"the shipped weights at step {bootstrap_from_weights(run, data, device)} with a fresh optimiser"
+    step = bootstrap_from_weights(run, data, device)
+    carry_history(run)
+    return f"the shipped weights at step {step} with a fresh optimiser"
+
+
+def carry_history(run: Path) -> None:
+    """Start ``<run>/chunks.jsonl`` with the shipped model's training so far, so that the next export's hours,
+    chunk count and hardware cover the whole training, not only the chunks of this run folder."""
+    from fsgen_hub.utils.io import append_jsonl
+
+    training = json.loads((ASSET / "lineage.json").read_text())["training"]
+    append_jsonl(run / "chunks.jsonl", {"from_step": 0, "to_step": int(training["steps"]),
+                                         "wall_time_s": training.get("wall_time_s", 0.0), "chunks": training.get("chunks", 1),
+                                         "hardware": training.get("hardware", "not recorded"),
+                                         "carried_from": "the shipped lineage (training before this run folder)"})
+
+
+def swd_against_photos(G, data: Path, samples: int, step: int):
+    """SWD of ``samples`` samples (seed 0) against ``samples`` random training photos (seed 0): the source's
+    quality number, the same protocol at every step so that the curve compares like with like."""
+    from fsgen_hub.data import load_images
+    from fsgen_hub.metrics import evaluate
+
+    reference, _ = load_images(data, RESOLUTION)
+    pick = torch.randperm(len(reference), generator=torch.Generator().manual_seed(0))[:samples]
+    (result,) = evaluate(G, reference[pick], ["swd"], num_samples=samples, seed=0, step=step)
+    result.protocol["reference"] = f"{samples} random photos of faces64/train.parquet (seed 0)"  # not tensor[N]
+    return result
 
 
 def bootstrap_from_weights(run: Path, data: Path, device: str) -> int:
@@ -114,8 +147,9 @@ def bootstrap_from_weights(run: Path, data: Path, device: str) -> int:
     return step
 
 
-def train_chunk(run: Path, data: Path, steps: int, device: str) -> float:
+def train_chunk(run: Path, data: Path, steps: int, device: str, swd_samples: int = 0) -> float:
     from fsgen_hub import cli
+    from fsgen_hub.auto import AutoGenerator
     from fsgen_hub.utils.io import append_jsonl
 
     start = last_step(run)
@@ -129,15 +163,49 @@ def train_chunk(run: Path, data: Path, steps: int, device: str) -> float:
     lineage = json.loads((run / "lineage.json").read_text())
     record = {"from_step": start, "to_step": start + steps, "wall_time_s": round(wall, 1),
               "hardware": lineage["training"]["hardware"], "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if swd_samples:  # measured after the chunk's clock stopped: the hours are training hours
+        result = swd_against_photos(AutoGenerator.from_pretrained(run).eval(), data, swd_samples, start + steps)
+        record.update(swd=round(result.value, 3), swd_record={**result.to_record(), "model": MODEL_ID})
     append_jsonl(run / "chunks.jsonl", record)
     return wall
+
+
+def swd_history(records: list[dict], swd_samples: int) -> list[dict]:
+    """One SWD record per step (the latest), from shipped metrics and chunk records, of the protocol in use."""
+    by_step = {}
+    for record in records:
+        if record.get("metric") == "swd" and record.get("step") is not None \
+                and (record.get("protocol") or {}).get("num_samples") == swd_samples:
+            by_step[int(record["step"])] = record
+    return [by_step[k] for k in sorted(by_step)]
+
+
+def plot_swd_curve(history: list[dict], path: Path, floor: float | None = None) -> None:
+    from fsgen_hub.utils.extras import require
+
+    matplotlib = require("matplotlib", "the SWD curve")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    steps, values = [r["step"] for r in history], [r["value"] for r in history]
+    ax.plot(steps, values, "o-", color="tab:blue", label="samples vs training photos")
+    if floor is not None:
+        ax.axhline(floor, color="grey", ls="--", lw=1, label=f"real vs real photos ({floor:.1f})")
+    ax.set_xlabel("training step (batch 16)")
+    ax.set_ylabel("SWD ×1e3 (lower is better)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{MODEL_ID}: SWD over training", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def export(run: Path, data: Path, status: str, swd_samples: int) -> Path:
     from fsgen_hub import cards
     from fsgen_hub.auto import AutoDiscriminator, AutoGenerator
-    from fsgen_hub.data import load_images
-    from fsgen_hub.metrics import evaluate
     from fsgen_hub.utils.io import append_jsonl, atomic_dir, read_jsonl
 
     if not (run / "lineage.json").is_file():
@@ -146,7 +214,7 @@ def export(run: Path, data: Path, status: str, swd_samples: int) -> Path:
     lineage = json.loads((run / "lineage.json").read_text())
     chunks = read_jsonl(run / "chunks.jsonl") if (run / "chunks.jsonl").is_file() else []
     training = lineage["training"]
-    training["chunks"] = len(chunks)
+    training["chunks"] = sum(int(c.get("chunks", 1)) for c in chunks)
     training["wall_time_s"] = round(sum(c["wall_time_s"] for c in chunks), 1) or training["wall_time_s"]
     training["hardware"] = "; ".join(sorted({c["hardware"] for c in chunks})) or training["hardware"]
     training["images_seen"] = training["steps"] * training["batch_size"]
@@ -160,18 +228,23 @@ def export(run: Path, data: Path, status: str, swd_samples: int) -> Path:
     training["args"].update(data=data_name, output_dir="runs/stylegan2-faces64")
     lineage["status"] = status
     lineage["weights_dtype"] = "float16 (loaded into float32 parameters)"
+    lineage.setdefault("artifacts", {})["training_curve"] = "swd_curve.png"
 
     ASSET.parent.mkdir(parents=True, exist_ok=True)
     with atomic_dir(ASSET) as tmp:  # the shipped folder is replaced whole or not at all
         G.half(), D.half()  # halves the shipped size; from_pretrained casts back to the model's float32
         G.save_pretrained(tmp, discriminator=D, lineage=lineage)
         shutil.copy2(run / "samples.png", tmp / "samples.png")
-        reference, _ = load_images(data, 64)
-        pick = torch.randperm(len(reference), generator=torch.Generator().manual_seed(0))[:swd_samples]
-        (result,) = evaluate(AutoGenerator.from_pretrained(tmp), reference[pick], ["swd"], num_samples=swd_samples,
-                             seed=0, step=training["steps"])
-        result.protocol["reference"] = f"{swd_samples} random photos of faces64/train.parquet (seed 0)"  # not tensor[N]
-        append_jsonl(tmp / "metrics.jsonl", {**result.to_record(), "model": MODEL_ID})  # not the temporary folder
+        # the shipped fp16 weights are what is measured: the number describes what users load
+        result = swd_against_photos(AutoGenerator.from_pretrained(tmp), data, swd_samples, training["steps"])
+        final = {**result.to_record(), "model": MODEL_ID}  # not the temporary folder
+        earlier = read_jsonl(ASSET / "metrics.jsonl") if (ASSET / "metrics.jsonl").is_file() else []
+        history = swd_history(earlier + [c["swd_record"] for c in chunks if "swd_record" in c], swd_samples)
+        for record in history:
+            if record["step"] < training["steps"]:
+                append_jsonl(tmp / "metrics.jsonl", record)  # earlier steps: the curve; the card shows the final step's
+        append_jsonl(tmp / "metrics.jsonl", final)
+        plot_swd_curve([r for r in history if r["step"] < training["steps"]] + [final], tmp / "swd_curve.png", REAL_VS_REAL_SWD)
         cards.write_model_card(tmp, repo_id=MODEL_ID)  # titled by its zoo id, not the temporary folder
     size = sum(p.stat().st_size for p in ASSET.rglob("*") if p.is_file()) / 2**20
     print(f"exported step {training['steps']} to {ASSET} ({size:.1f} MiB); swd {result.value:.2f}")
@@ -191,7 +264,8 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--export-only", action="store_true")
     parser.add_argument("--no-export", action="store_true")
-    parser.add_argument("--swd-samples", type=int, default=1000)
+    parser.add_argument("--swd-samples", type=int, default=1000,
+                        help="samples and photos of the SWD measured after every chunk and at export (0: only at export, with 1,000)")
     parser.add_argument("--status", default=STATUS_NOT_YET, help="status line for the card (look at samples.png first)")
     args = parser.parse_args(argv)
     if not args.data.is_file():
@@ -200,10 +274,10 @@ def main(argv=None) -> None:
         print(f"continuing from {prepare_run(args.run, args.data, args.device)}", flush=True)
         deadline, chunk_time = time.time() + args.minutes * 60, 0.0
         while time.time() + chunk_time < deadline:
-            chunk_time = train_chunk(args.run, args.data, args.chunk_steps, args.device)
+            chunk_time = train_chunk(args.run, args.data, args.chunk_steps, args.device, args.swd_samples)
             print(f"chunk done: step {last_step(args.run)}, {chunk_time:.0f} s", flush=True)
     if not args.no_export:
-        export(args.run, args.data, args.status, args.swd_samples)
+        export(args.run, args.data, args.status, args.swd_samples or 1000)
 
 
 if __name__ == "__main__":

@@ -90,7 +90,9 @@ def test_a_state_is_refused_with_other_weights_and_export_refuses_weights_of_ano
     assert json.loads((run / "checkpoint-4" / "trainer_state.json").read_text())["format"] == ckpt.CHECKPOINT_FORMAT
 
 
-def test_build_script_continues_from_the_run_else_the_shipped_state_else_the_shipped_weights(trained, tmp_path, monkeypatch):
+@pytest.fixture
+def build(trained, tmp_path, monkeypatch):
+    """scripts/build_faces64_source.py pointed at a tiny shipped model: the tiny run's exported G (EMA) + D, 4 steps."""
     import importlib.util
 
     from test_train_scratch import TINY_STYLEGAN2 as config
@@ -98,7 +100,7 @@ def test_build_script_continues_from_the_run_else_the_shipped_state_else_the_shi
     spec = importlib.util.spec_from_file_location("build_source", Path(__file__).parents[1] / "scripts" / "build_faces64_source.py")
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
-    asset = tmp_path / "asset"  # the shipped model folder: the tiny run's exported G (EMA) + D, trained 4 steps
+    asset = tmp_path / "asset"
     shutil.copytree(trained / "run", asset, ignore=shutil.ignore_patterns("checkpoint-*", "logs", "grids"))
     monkeypatch.setattr(build, "ASSET", asset)
     monkeypatch.setattr(build, "STATE", tmp_path / "no-state")
@@ -106,7 +108,11 @@ def test_build_script_continues_from_the_run_else_the_shipped_state_else_the_shi
     monkeypatch.setattr(build, "MODEL_CONFIG", json.loads(config))
     monkeypatch.setattr(build, "TRAIN_ARGS", ["--batch-size", "2", "--r1-every", "2", "--ema-half-life", "2",
                                               "--save-every", "2", "--sample-every", "0", "--seed", "0"])
-    data = trained / "data"
+    return build
+
+
+def test_build_script_continues_from_the_run_else_the_shipped_state_else_the_shipped_weights(build, trained, tmp_path, monkeypatch):
+    asset, data = build.ASSET, trained / "data"
 
     # weights shipped without a state: G and EMA G are the shipped EMA G, at its step, with a fresh optimiser
     fresh = tmp_path / "fresh"
@@ -130,3 +136,33 @@ def test_build_script_continues_from_the_run_else_the_shipped_state_else_the_shi
     (tmp_path / "junk" / "notes.txt").write_text("x")
     with pytest.raises(SystemExit, match="not empty"):
         build.prepare_run(tmp_path / "junk", data, "cpu")
+
+
+def test_export_adds_up_the_whole_training_and_draws_the_swd_of_every_measured_step(build, trained, tmp_path, monkeypatch):
+    from fsgen_hub.utils.io import append_jsonl, read_jsonl
+
+    data, asset = trained / "data", build.ASSET
+    shipped = json.loads((asset / "lineage.json").read_text())["training"]
+    # the shipped model's own history: an SWD measured at an earlier step, and one of another protocol (not drawn)
+    earlier = build.swd_against_photos(AutoGenerator.from_pretrained(asset), data, 8, 2).to_record()
+    append_jsonl(asset / "metrics.jsonl", earlier)
+    append_jsonl(asset / "metrics.jsonl", {**earlier, "step": 3, "protocol": {**earlier["protocol"], "num_samples": 4}})
+    monkeypatch.setattr(build, "STATE", tmp_path / "state")
+    run = tmp_path / "run"
+    build.prepare_run(run, data, "cpu")
+    carried = read_jsonl(run / "chunks.jsonl")
+    assert [(c["from_step"], c["to_step"]) for c in carried] == [(0, 4)]  # the training before this run folder
+    walls = [build.train_chunk(run, data, 2, "cpu", swd_samples=8) for _ in range(2)]
+    chunks = read_jsonl(run / "chunks.jsonl")
+    assert [c["to_step"] for c in chunks] == [4, 6, 8] and all(c["swd"] > 0 for c in chunks[1:])
+
+    build.export(run, data, "tiny status", 8)
+    lineage = json.loads((asset / "lineage.json").read_text())
+    assert lineage["training"]["steps"] == 8 and lineage["status"] == "tiny status"
+    assert lineage["training"]["chunks"] == shipped.get("chunks", 1) + 2
+    assert lineage["training"]["wall_time_s"] == pytest.approx(shipped["wall_time_s"] + sum(walls), abs=0.2)
+    curve = [(r["step"], r["protocol"]["num_samples"]) for r in read_jsonl(asset / "metrics.jsonl") if r["metric"] == "swd"]
+    assert curve == [(2, 8), (6, 8), (8, 8)]  # earlier export + this run's chunks + the shipped weights' own
+    assert (asset / "swd_curve.png").is_file() and "swd_curve.png" in (asset / "README.md").read_text()
+    # the state written beside the new weights restores onto them
+    assert ckpt.restore_training_state(tmp_path / "state", asset, tmp_path / "again").name == "checkpoint-8"
