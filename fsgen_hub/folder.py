@@ -143,3 +143,11 @@ def read_lineage(model_dir: str | os.PathLike) -> dict | None:
     """``model_dir/lineage.json``, or None when the folder has none."""
     path = Path(model_dir) / LINEAGE_NAME
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def weights_sha256(model_dir: str | os.PathLike | None) -> str | None:
+    """sha256 of a model folder's weights file (what a lineage's ``base_model.sha256`` records), None without one."""
+    from fsgen_hub.utils.io import file_sha256
+
+    weights = Path(model_dir) / WEIGHTS_NAME if model_dir else None
+    return file_sha256(weights) if weights is not None and weights.is_file() else None

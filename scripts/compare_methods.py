@@ -454,8 +454,14 @@ def run_all(args) -> None:
                 "steps": args.steps, "patience": args.patience, "eval_every": args.eval_every,
                 "eval_samples": args.eval_samples, "batch_size": args.batch_size, "metrics": EVAL_METRICS,
                 "select_best": SELECT_BY}
+    protocol["source_sha256"] = source_weights_sha256(args.source)  # the zoo id's weights change as the source trains
     protocol_file, results_file = out / "protocol.json", out / "results.json"
-    if protocol_file.exists() and json.loads(protocol_file.read_text()) != protocol:
+    recorded = json.loads(protocol_file.read_text()) if protocol_file.exists() else protocol
+    if recorded.get("source_sha256") != protocol["source_sha256"]:
+        raise FsgenError(f"{out} holds runs adapted from other weights of {args.source} (sha256 "
+                         f"{str(recorded.get('source_sha256'))[:12]}, now {str(protocol['source_sha256'])[:12]}): "
+                         "use another --out, or pass those weights' folder as --source")
+    if recorded != protocol:
         raise FsgenError(f"{out} holds runs of other settings ({protocol_file}): use another --out, or the same settings")
     rows = json.loads(results_file.read_text()) if results_file.exists() else []  # resumable: finished runs are kept
     if any("curve" not in r for r in rows):
@@ -505,6 +511,14 @@ def run_all(args) -> None:
     if not rows:
         raise FsgenError("no run finished")
     write_summary(args, rows, threads, out)
+
+
+def source_weights_sha256(source: str) -> str | None:
+    """sha256 of the source's weights file, as the runs' lineage records it (``base_model.sha256``)."""
+    from fsgen_hub.auto import AutoGenerator
+    from fsgen_hub.folder import weights_sha256
+
+    return weights_sha256(AutoGenerator.from_pretrained(source).source_info.get("local_dir"))
 
 
 def _write_rows(rows: list[dict], results_file: Path) -> None:

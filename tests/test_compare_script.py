@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from helpers import save_tiny_dcgan_source, write_random_images
 
+from fsgen_hub.folder import weights_sha256
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_methods.py"
 STEPS, EVAL_EVERY = 8, 2
 VARIANT = "freezed1=freezed:frozen_blocks=1,train.ema_half_life=3"  # a method option and a training setting
@@ -118,6 +120,14 @@ def test_bad_variants_and_changed_settings_fail_in_one_line(pair, finished):
     out, _ = finished
     proc = _compare(*_argv(source, target, out, "--methods=finetune", "--seeds=0", "--patience=1"))
     assert proc.returncode == 2 and "other settings" in proc.stderr
+    # runs adapted from other weights of the same source id (the zoo's source trained on) are not mixed in
+    moved = root / "other-weights"
+    shutil.copytree(out, moved, ignore=shutil.ignore_patterns("runs"))
+    protocol = json.loads((moved / "protocol.json").read_text())
+    assert protocol["source_sha256"] == weights_sha256(source)
+    (moved / "protocol.json").write_text(json.dumps({**protocol, "source_sha256": "0" * 64}))
+    proc = _compare(*_argv(source, target, moved, "--methods=finetune", "--seeds=0"))
+    assert proc.returncode == 2 and "adapted from other weights" in proc.stderr.strip().splitlines()[-1]
 
 
 def test_finished_runs_are_not_repeated(pair, finished):

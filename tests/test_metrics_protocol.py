@@ -93,6 +93,17 @@ def test_source_metrics_through_evaluate_take_the_source_from_the_argument_or_th
     (result,) = evaluate(str(tmp_path / "adapted"), shots, ["correspondence"], num_samples=8, shots=shots,
                          paired_latents=20)
     assert result.value < 0.99
+    # a source whose weights changed since the adaptation (a zoo id that trained on) is refused, not compared with
+    from fsgen_hub.folder import weights_sha256
+
+    for digest, ok in ((weights_sha256(tmp_path / "source"), True), ("0" * 64, False)):
+        other.save_pretrained(tmp_path / "pinned", lineage={"base_model": {"id": str(tmp_path / "source"), "sha256": digest}})
+        if ok:
+            assert evaluate(str(tmp_path / "pinned"), shots, ["correspondence"], num_samples=8, shots=shots,
+                            paired_latents=20)[0].value == pytest.approx(result.value)
+        else:
+            with pytest.raises(FsgenError, match="other weights than the model was adapted from"):
+                evaluate(str(tmp_path / "pinned"), shots, ["correspondence"], num_samples=8, shots=shots)
     # metrics.jsonl is published with the model: local folders appear by name, never by this machine's path
     record = json.loads((tmp_path / "adapted" / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["model"] == "adapted" and record["protocol"]["source"] == "source"

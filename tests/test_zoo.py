@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from fsgen_hub import zoo
+from fsgen_hub.folder import weights_sha256
 from fsgen_hub.utils.errors import ModelNotFoundError
 
 
@@ -66,7 +67,9 @@ def test_faces64_source_ships_with_its_discriminator_card_and_terms(tmp_path):
     card = (folder / "README.md").read_text()
     assert "non-commercial" in card and "UTKFace" in card and "Status" in card
     assert 'from_pretrained("fsgen/stylegan2-faces64")' in card  # titled and loaded by its zoo id
-    assert [r["metric"] for r in read_jsonl(folder / "metrics.jsonl")] == ["swd"]
+    swd = read_jsonl(folder / "metrics.jsonl")  # the SWD of every measured step, the shipped step's last
+    assert {r["metric"] for r in swd} == {"swd"} and swd[-1]["step"] == json.loads((folder / "lineage.json").read_text())["training"]["steps"]
+    assert [r["step"] for r in swd] == sorted({r["step"] for r in swd})
     # methods that need the source D get it: a 2-step FreezeD run starts from the shipped discriminator
     args = TrainingArguments(source=model_id, data=str(write_random_images(tmp_path / "data", size=64)), shots=4,
                              method="freezed", steps=2, batch_size=2, output_dir=str(tmp_path / "run"), save_every=0,
@@ -74,4 +77,5 @@ def test_faces64_source_ships_with_its_discriminator_card_and_terms(tmp_path):
     out = AdaptationTrainer(args).train()
     lineage = json.loads((out / "lineage.json").read_text())
     assert lineage["training"]["discriminator"] == "source" and lineage["base_model"]["id"] == model_id
+    assert lineage["base_model"]["sha256"] == weights_sha256(folder)  # which weights the zoo id named then
     assert "non-commercial" in lineage["base_model"].get("data_terms", "")

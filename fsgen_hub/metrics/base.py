@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from fsgen_hub.auto import AutoGenerator
-from fsgen_hub.folder import read_lineage
+from fsgen_hub.folder import read_lineage, weights_sha256
 from fsgen_hub.metrics.registry import MetricResult, resolve_metric
 from fsgen_hub.utils.constants import METRICS_NAME
 from fsgen_hub.utils.errors import DataError, FsgenError
@@ -129,6 +129,13 @@ def _source_generator(G, source, needing: list[str]):
         if source is None:
             raise FsgenError(f"{', '.join(needing)} compare the model with its source generator, and its lineage names "
                              "none: pass the source (evaluate(..., source=ID or folder), --source)")
+        loaded = AutoGenerator.from_pretrained(source)
+        found = weights_sha256(loaded.source_info.get("local_dir"))
+        if base.get("sha256") and found and found != base["sha256"]:
+            raise FsgenError(f"{source} now holds other weights than the model was adapted from (sha256 {found[:12]} "
+                             f"instead of {base['sha256'][:12]}), so {', '.join(needing)} would compare with the wrong "
+                             "source: pass the original source folder (evaluate(..., source=FOLDER), --source)")
+        return loaded, str(source)
     return AutoGenerator.from_pretrained(source), str(source)
 
 

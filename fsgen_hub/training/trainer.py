@@ -25,7 +25,7 @@ import torch
 
 from fsgen_hub.auto import AutoDiscriminator, AutoGenerator
 from fsgen_hub.data import load_images
-from fsgen_hub.folder import read_lineage
+from fsgen_hub.folder import read_lineage, weights_sha256
 from fsgen_hub.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from fsgen_hub.methods.base import AdaptationMethod, AdaptContext, StepBatch, average_gradients, get_method
 from fsgen_hub.methods.recipes import for_run
@@ -194,6 +194,9 @@ class AdaptationTrainer:
             "commit": G.source_info.get("commit"),
             "architecture": G.architecture,
             "license": (source_lineage.get("base_model") or {}).get("license") or _zoo_license(source),
+            # which weights: a zoo id (and a hub branch) can name other weights later; metrics that reload the
+            # source by its id check this digest
+            "sha256": weights_sha256(G.source_info.get("local_dir")),
         }
         terms = source_lineage.get("data_terms") or _zoo_terms(source)
         if terms:
