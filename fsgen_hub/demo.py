@@ -230,11 +230,24 @@ class ModelCache:
 
             return self._cached(f"source:{digest}", lambda: AutoGenerator.from_pretrained(candidate)), source_id
         if source_id in self.models:
-            return self.get(source_id), source_id
+            return self._same_weights(self.get(source_id), base, source_id), source_id
         if source_id in _zoo_ids() or is_public_hub_id(source_id):
             kind = "zoo" if source_id in _zoo_ids() else "hub"
-            return self._cached(source_id, lambda: self._load(source_id, kind)), source_id
+            return self._same_weights(self._cached(source_id, lambda: self._load(source_id, kind)), base, source_id), source_id
         raise VisitorError(f"the source of this model ({_shown(source_id)}) is not available here")
+
+    @staticmethod
+    def _same_weights(source: torch.nn.Module, base: dict, source_id: str) -> torch.nn.Module:
+        """``source`` when its weights file is the one the lineage records (``base_model.sha256``, when recorded): a
+        zoo id or hub branch may name newer weights than the model was adapted from, and comparing with those
+        would show a change the adaptation did not make."""
+        local_dir = (getattr(source, "source_info", None) or {}).get("local_dir")
+        weights = Path(local_dir) / WEIGHTS_NAME if local_dir else None
+        recorded = base.get("sha256")
+        if recorded and weights is not None and weights.is_file() and file_sha256(weights) != recorded:
+            raise VisitorError(f"the source of this model ({_shown(source_id)}) now holds other weights than it was "
+                               "adapted from: nothing to compare")
+        return source
 
 
 def _public_hub_file(repo_id: str, filename: str, cache_dir: str) -> str:

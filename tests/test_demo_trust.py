@@ -156,6 +156,17 @@ def test_compare_follows_only_a_verified_local_source(tmp_path, tiny_dcgan):
     fresh = ModelCache([str(tmp_path / "adapted")], device="cpu")
     with pytest.raises(VisitorError, match="not available here"):
         compare(fresh, str(tmp_path / "adapted"), 0, 1.0, 2)
+    # a listed (or zoo, or hub) source is compared only while it holds the weights the lineage records
+    listed = {"id": str(tmp_path / "source"), "sha256": digest}  # the digest of the weights before the change above
+    G.save_pretrained(tmp_path / "adapted3", lineage={"kind": "adapted", "base_model": listed})
+    both = ModelCache([str(tmp_path / "source"), str(tmp_path / "adapted3")], device="cpu")
+    with pytest.raises(VisitorError, match="now holds other weights than it was adapted from"):
+        compare(both, str(tmp_path / "adapted3"), 0, 1.0, 2)
+    now = hashlib.sha256((tmp_path / "source" / "model.safetensors").read_bytes()).hexdigest()
+    G.save_pretrained(tmp_path / "adapted3", lineage={"kind": "adapted", "base_model": {**listed, "sha256": now}})
+    both = ModelCache([str(tmp_path / "source"), str(tmp_path / "adapted3")], device="cpu")
+    source, adapted, _ = compare(both, str(tmp_path / "adapted3"), 0, 1.0, 2)  # the same weights: the same images
+    assert len(source) == 2 and [a.tobytes() for a in source] == [a.tobytes() for a in adapted]
     # an absolute path in a lineage (as older fsgen_hub wrote, or as a stranger's file may say) is not followed
     G.save_pretrained(tmp_path / "adapted2", lineage={"kind": "adapted", "base_model": {"id": str(tmp_path / "source")}})
     with pytest.raises(VisitorError, match="not available here"):
