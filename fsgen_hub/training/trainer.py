@@ -59,7 +59,7 @@ def _weights_digest(module: torch.nn.Module) -> str:
 # `fsgen adapt` with no source and no data: the offline demo (the default source, the 64 px StyleGAN2 with its
 # D, to the 10 embedded emoji) in a few CPU minutes, set by looking at the grids of 300-step runs (README "The
 # main command"): fine-tuning at batch 8 with DiffAugment draws plainly emoji heads; DAP in the same budget
-# (its RICK recipe spends 75 steps warming D up) still shows streaky faces, the DigiFace DCGAN checkerboards.
+# (its RICK recipe spends 75 steps warming D up) still shows streaky faces or blurred blobs, the DigiFace DCGAN checkerboards.
 # G_ema follows G closely enough to show 300 steps of adaptation.
 EMBEDDED_DEFAULT_RUN: dict[str, Any] = {"method": "finetune", "batch_size": 8, "augment": "color,translation,cutout",
                                        "ema_half_life": 15.0}
