@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from fsgen_hub.folder import ModelFolder, parse_model_files
+from fsgen_hub.folder import ModelFolder, parse_model_files, weights_sha256
 from fsgen_hub.utils.constants import CONFIG_NAME, LINEAGE_NAME, METRICS_NAME, WEIGHTS_NAME
 from fsgen_hub.utils.errors import FsgenError
 from fsgen_hub.utils.io import file_sha256
@@ -241,10 +241,9 @@ class ModelCache:
         """``source`` when its weights file is the one the lineage records (``base_model.sha256``, when recorded): a
         zoo id or hub branch may name newer weights than the model was adapted from, and comparing with those
         would show a change the adaptation did not make."""
-        local_dir = (getattr(source, "source_info", None) or {}).get("local_dir")
-        weights = Path(local_dir) / WEIGHTS_NAME if local_dir else None
         recorded = base.get("sha256")
-        if recorded and weights is not None and weights.is_file() and file_sha256(weights) != recorded:
+        found = weights_sha256((getattr(source, "source_info", None) or {}).get("local_dir")) if recorded else None
+        if found and found != recorded:
             raise VisitorError(f"the source of this model ({_shown(source_id)}) now holds other weights than it was "
                                "adapted from: nothing to compare")
         return source

@@ -28,6 +28,7 @@ recognisably faces yet: judged by a person from ``samples.png``, passed as ``--s
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -94,15 +95,20 @@ def carry_history(run: Path) -> None:
                                          "carried_from": "the shipped lineage (training before this run folder)"})
 
 
+@functools.lru_cache(maxsize=1)  # the same photos after every chunk: read the 23k-image parquet once per process
+def reference_photos(data: Path, samples: int) -> torch.Tensor:
+    from fsgen_hub.data import load_images
+
+    reference, _ = load_images(data, RESOLUTION)
+    return reference[torch.randperm(len(reference), generator=torch.Generator().manual_seed(0))[:samples]].clone()
+
+
 def swd_against_photos(G, data: Path, samples: int, step: int):
     """SWD of ``samples`` samples (seed 0) against ``samples`` random training photos (seed 0): the source's
     quality number, the same protocol at every step so that the curve compares like with like."""
-    from fsgen_hub.data import load_images
     from fsgen_hub.metrics import evaluate
 
-    reference, _ = load_images(data, RESOLUTION)
-    pick = torch.randperm(len(reference), generator=torch.Generator().manual_seed(0))[:samples]
-    (result,) = evaluate(G, reference[pick], ["swd"], num_samples=samples, seed=0, step=step)
+    (result,) = evaluate(G, reference_photos(data, samples), ["swd"], num_samples=samples, seed=0, step=step)
     result.protocol["reference"] = f"{samples} random photos of faces64/train.parquet (seed 0)"  # not tensor[N]
     return result
 
@@ -239,12 +245,11 @@ def export(run: Path, data: Path, status: str, swd_samples: int) -> Path:
         result = swd_against_photos(AutoGenerator.from_pretrained(tmp), data, swd_samples, training["steps"])
         final = {**result.to_record(), "model": MODEL_ID}  # not the temporary folder
         earlier = read_jsonl(ASSET / "metrics.jsonl") if (ASSET / "metrics.jsonl").is_file() else []
-        history = swd_history(earlier + [c["swd_record"] for c in chunks if "swd_record" in c], swd_samples)
+        history = [r for r in swd_history(earlier + [c["swd_record"] for c in chunks if "swd_record" in c], swd_samples)
+                   if r["step"] < training["steps"]] + [final]  # earlier steps draw the curve; the card shows the last
         for record in history:
-            if record["step"] < training["steps"]:
-                append_jsonl(tmp / "metrics.jsonl", record)  # earlier steps: the curve; the card shows the final step's
-        append_jsonl(tmp / "metrics.jsonl", final)
-        plot_swd_curve([r for r in history if r["step"] < training["steps"]] + [final], tmp / "swd_curve.png", REAL_VS_REAL_SWD)
+            append_jsonl(tmp / "metrics.jsonl", record)
+        plot_swd_curve(history, tmp / "swd_curve.png", REAL_VS_REAL_SWD)
         cards.write_model_card(tmp, repo_id=MODEL_ID)  # titled by its zoo id, not the temporary folder
     size = sum(p.stat().st_size for p in ASSET.rglob("*") if p.is_file()) / 2**20
     print(f"exported step {training['steps']} to {ASSET} ({size:.1f} MiB); swd {result.value:.2f}")
@@ -268,6 +273,8 @@ def main(argv=None) -> None:
                         help="samples and photos of the SWD measured after every chunk and at export (0: only at export, with 1,000)")
     parser.add_argument("--status", default=STATUS_NOT_YET, help="status line for the card (look at samples.png first)")
     args = parser.parse_args(argv)
+    if args.swd_samples < 0:
+        parser.error("--swd-samples must be 0 (measure only at export) or a number of samples")
     if not args.data.is_file():
         raise SystemExit(f"{args.data} not found: this script needs ../shared/data/faces64/train.parquet")
     if not args.export_only:

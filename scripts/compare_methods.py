@@ -457,9 +457,12 @@ def run_all(args) -> None:
     protocol["source_sha256"] = source_weights_sha256(args.source)  # the zoo id's weights change as the source trains
     protocol_file, results_file = out / "protocol.json", out / "results.json"
     recorded = json.loads(protocol_file.read_text()) if protocol_file.exists() else protocol
-    if recorded.get("source_sha256") != protocol["source_sha256"]:
+    if "source_sha256" not in recorded:
+        raise FsgenError(f"{protocol_file} records no digest of the source's weights (written before it was recorded): "
+                         "add the source_sha256 of the weights its runs were adapted from, or use another --out")
+    if recorded["source_sha256"] != protocol["source_sha256"]:
         raise FsgenError(f"{out} holds runs adapted from other weights of {args.source} (sha256 "
-                         f"{str(recorded.get('source_sha256'))[:12]}, now {str(protocol['source_sha256'])[:12]}): "
+                         f"{str(recorded['source_sha256'])[:12]}, now {str(protocol['source_sha256'])[:12]}): "
                          "use another --out, or pass those weights' folder as --source")
     if recorded != protocol:
         raise FsgenError(f"{out} holds runs of other settings ({protocol_file}): use another --out, or the same settings")

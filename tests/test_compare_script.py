@@ -128,6 +128,9 @@ def test_bad_variants_and_changed_settings_fail_in_one_line(pair, finished):
     (moved / "protocol.json").write_text(json.dumps({**protocol, "source_sha256": "0" * 64}))
     proc = _compare(*_argv(source, target, moved, "--methods=finetune", "--seeds=0"))
     assert proc.returncode == 2 and "adapted from other weights" in proc.stderr.strip().splitlines()[-1]
+    (moved / "protocol.json").write_text(json.dumps({k: v for k, v in protocol.items() if k != "source_sha256"}))
+    proc = _compare(*_argv(source, target, moved, "--methods=finetune", "--seeds=0"))
+    assert proc.returncode == 2 and "records no digest of the source's weights" in proc.stderr.strip().splitlines()[-1]
 
 
 def test_finished_runs_are_not_repeated(pair, finished):

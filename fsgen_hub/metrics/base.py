@@ -122,21 +122,21 @@ def _source_generator(G, source, needing: list[str]):
     """The unadapted generator the ``needs_source`` metrics compare with, and how to name it in the protocol."""
     if isinstance(source, torch.nn.Module):
         return source, (getattr(source, "source_info", None) or {}).get("model_id") or "the source generator given"
+    recorded = None  # the digest of the weights the model was adapted from, when the source comes from its lineage
     if source is None:
         local_dir = (getattr(G, "source_info", None) or {}).get("local_dir")
         base = ((read_lineage(local_dir) if local_dir else None) or {}).get("base_model") or {}
-        source = base.get("id")
+        source, recorded = base.get("id"), base.get("sha256")
         if source is None:
             raise FsgenError(f"{', '.join(needing)} compare the model with its source generator, and its lineage names "
                              "none: pass the source (evaluate(..., source=ID or folder), --source)")
-        loaded = AutoGenerator.from_pretrained(source)
-        found = weights_sha256(loaded.source_info.get("local_dir"))
-        if base.get("sha256") and found and found != base["sha256"]:
-            raise FsgenError(f"{source} now holds other weights than the model was adapted from (sha256 {found[:12]} "
-                             f"instead of {base['sha256'][:12]}), so {', '.join(needing)} would compare with the wrong "
-                             "source: pass the original source folder (evaluate(..., source=FOLDER), --source)")
-        return loaded, str(source)
-    return AutoGenerator.from_pretrained(source), str(source)
+    loaded = AutoGenerator.from_pretrained(source)
+    found = weights_sha256(loaded.source_info.get("local_dir")) if recorded else None
+    if found and found != recorded:
+        raise FsgenError(f"{source} now holds other weights than the model was adapted from (sha256 {found[:12]} "
+                         f"instead of {recorded[:12]}), so {', '.join(needing)} would compare with the wrong "
+                         "source: pass the original source folder (evaluate(..., source=FOLDER), --source)")
+    return loaded, str(source)
 
 
 def _rename(name: str, n: int) -> str:
