@@ -73,6 +73,29 @@ def test_resume_repeats_the_uninterrupted_run_bit_for_bit(tmp_path, source_and_d
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_resume_takes_this_invocations_learning_rate_and_the_checkpoints_moments(tmp_path, source_and_data):
+    import shutil
+
+    AdaptationTrainer(quick_args(*source_and_data, tmp_path / "a")).train()
+    shutil.copytree(tmp_path / "a" / "checkpoint-3", tmp_path / "c" / "checkpoint-3")
+    trainer = AdaptationTrainer(quick_args(*source_and_data, tmp_path / "c", resume="latest", lr_g=1e-4, lr_d=5e-5))
+    seen = {}
+    original = trainer._load_checkpoint
+
+    def load_and_look(run, path):
+        original(run, path)
+        seen.update({name: (opt.param_groups[0]["lr"], opt.state_dict()["state"][0]["exp_avg_sq"].clone())
+                     for name, opt in run.ctx.optimizers.items()})
+
+    trainer._load_checkpoint = load_and_look
+    trainer.train()
+    assert seen["G"][0] == pytest.approx(1e-4) and seen["D"][0] == pytest.approx(5e-5)
+    from fsgen_hub.training import checkpointing as ckpt
+
+    saved = ckpt.load_tree(tmp_path / "a" / "checkpoint-3", "optimizer_G")["state"][0]["exp_avg_sq"]
+    assert torch.equal(seen["G"][1], saved) and saved.abs().sum() > 0
+
+
 def test_sigkill_then_resume_latest(tmp_path, source_and_data):
     source, data = source_and_data
     out = tmp_path / "killed"

@@ -643,7 +643,12 @@ class AdaptationTrainer:
             ckpt.load_module(accelerator.unwrap_model(module), path, name)
         try:
             for name, optimizer in run.ctx.optimizers.items():
+                # the checkpoint brings Adam's moments; this invocation's arguments (--lr-g/--lr-d, betas) stay in
+                # force, so a resumed run can lower its learning rate (torch would restore the saved ones)
+                hyperparameters = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
                 optimizer.load_state_dict(ckpt.load_tree(path, f"optimizer_{name}"))
+                for group, values in zip(optimizer.param_groups, hyperparameters):
+                    group.update(values)
             self.method.load_state_dict(ckpt.load_tree(path, "method_state"))
             loop = ckpt.load_tree(path, "loop_state")
             scaler = loop.pop("scaler", None)
