@@ -1,7 +1,7 @@
 """StyleGAN2 training step (G + D, lazy R1) and sampling: today's implementation vs the fast one, in one run.
 
     python scripts/bench_train_step.py [--configs faces64,rosinality64] [--rounds 2] [--steps 3]
-                                       [--batch-size 16] [--device cpu|cuda] [--json FILE]
+                                       [--batch-size 16] [--device cpu|cuda] [--bf16] [--compile] [--json FILE]
 
 Variants (selected per process, so each one's peak memory is its own):
 
@@ -11,6 +11,10 @@ Variants (selected per process, so each one's peak memory is its own):
 - ``fast``: modulated convs on ``auto`` (the shared-kernel "non-fused" convolution where it measured
   faster, see ``stylegan2.choose_modconv``), the copy-free FIR resampling, channels-last activations in D
   on CPU, and no gradients for D's own parameters in the G phase (``trainer._frozen_outside``);
+- ``fast_bf16`` (only with ``--bf16``): ``fast`` with both phases and R1 under bfloat16 autocast, what
+  ``fsgen train --mixed-precision bf16`` does through Accelerate; not exact (bf16 keeps 8 bits of mantissa), so
+  speed only: whether a GAN trains as well in bf16 is not measured here. On CPUs with AMX or AVX-512 BF16
+  oneDNN runs the convolutions in bf16; elsewhere autocast may be slower than fp32;
 - ``compiled`` (only with ``--compile``): ``fast`` with G and D wrapped in ``torch.compile`` (inductor) for the
   D and G phases; R1's double backward stays eager (compiled graphs do not support it). The compile time
   (in the first two steps' CPU time, column "warm-up CPU-s") is to be amortised over a chunk; sampling stays eager.
@@ -46,6 +50,7 @@ CONFIGS = {
 }
 VARIANTS = ("today", "fast")
 COMPILED = "compiled"
+BF16 = "fast_bf16"
 
 
 def use_variant(variant: str, G, D) -> None:
@@ -74,6 +79,7 @@ def worker(args) -> dict:
     G, D = StyleGAN2Generator(config).to(device), StyleGAN2Discriminator(config).to(device)
     use_variant(args.worker, G, D)
     G_run, D_run = G, D  # what the D and G phases call; R1 always runs D eagerly
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.worker == BF16)
     if args.worker == COMPILED:
         G_run, D_run = torch.compile(G, dynamic=False), torch.compile(D, dynamic=False)
     opt_g = torch.optim.Adam(G.parameters(), lr=0.002, betas=(0.0, 0.99))
@@ -90,19 +96,22 @@ def worker(args) -> dict:
         t0, c0 = time.perf_counter(), time.process_time()
         G.requires_grad_(False), D.requires_grad_(True)
         opt_d.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            fake = G_run(torch.randn(batch, config.style_dim, device=device))
-        loss = d_logistic_loss(D_run(real), D_run(fake))
-        if with_r1:
-            real_r1 = real.detach().requires_grad_(True)
-            loss = loss + args.r1_gamma / 2 * r1_penalty(D(real_r1), real_r1) * args.r1_every
+        with amp:
+            with torch.no_grad():
+                fake = G_run(torch.randn(batch, config.style_dim, device=device))
+            loss = d_logistic_loss(D_run(real), D_run(fake))
+            if with_r1:
+                real_r1 = real.detach().requires_grad_(True)
+                loss = loss + args.r1_gamma / 2 * r1_penalty(D(real_r1), real_r1) * args.r1_every
         loss.backward()
         opt_d.step()
         # today's trainer leaves D's parameters trainable in the G phase (their gradients are computed and
         # dropped); the fast step freezes them there, as ``trainer._frozen_outside`` does
         G.requires_grad_(True), D.requires_grad_(args.worker == "today")
         opt_g.zero_grad(set_to_none=True)
-        g_nonsaturating_loss(D_run(G_run(torch.randn(batch, config.style_dim, device=device)))).backward()
+        with amp:
+            loss = g_nonsaturating_loss(D_run(G_run(torch.randn(batch, config.style_dim, device=device))))
+        loss.backward()
         opt_g.step()
         sync()
         return time.perf_counter() - t0, time.process_time() - c0
@@ -119,7 +128,7 @@ def worker(args) -> dict:
 
     G.eval()
     z = torch.randn(args.sample_batch, config.style_dim, device=device)
-    with torch.no_grad():
+    with torch.no_grad(), amp:
         G(z)
         times, cpu_times = [], []
         for _ in range(args.steps):
@@ -150,6 +159,8 @@ def main(argv=None) -> None:
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--compile", action="store_true",
                         help="add the torch.compile variant (its compilation takes minutes on CPU)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="add the bfloat16-autocast variant of the fast step (speed only; not exact)")
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     import torch
@@ -167,7 +178,7 @@ def main(argv=None) -> None:
     passthrough = [f"--steps={args.steps}", f"--batch-size={args.batch_size}", f"--sample-batch={args.sample_batch}",
                    f"--r1-gamma={args.r1_gamma}", f"--r1-every={args.r1_every}", f"--device={args.device}"]
     passthrough += [f"--threads={args.threads}"] if args.threads else []
-    variants = VARIANTS + ((COMPILED,) if args.compile else ())
+    variants = VARIANTS + ((BF16,) if args.bf16 else ()) + ((COMPILED,) if args.compile else ())
     best: dict[tuple[str, str], dict] = {}
     for config in configs:
         for round_ in range(args.rounds):
