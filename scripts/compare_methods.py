@@ -375,7 +375,9 @@ def plot_source_vs_adapted(source: str, run_dirs: dict[str, Path], path: Path) -
     models = {"source": source, **{label: str(d) for label, d in run_dirs.items()}}
     source_G = AutoGenerator.from_pretrained(source)
     z = source_G.make_latents(PAIR_COUNT, seed=PAIR_LATENTS_SEED)
-    fig, axes = plt.subplots(len(models), 1, figsize=(1.2 * PAIR_COUNT, 1.3 * len(models)), squeeze=False)
+    # constrained layout leaves room for the suptitle (tight_layout let it overlap the first row's label)
+    fig, axes = plt.subplots(len(models), 1, figsize=(1.2 * PAIR_COUNT, 1.3 * len(models)), squeeze=False,
+                             layout="constrained")
     for ax, (label, model) in zip(axes[:, 0], models.items()):
         G = source_G if label == "source" else AutoGenerator.from_pretrained(model)
         images = G.sample(PAIR_COUNT, z=z, seed=PAIR_LATENTS_SEED, output_type="pt", noise_mode="const")
@@ -384,7 +386,6 @@ def plot_source_vs_adapted(source: str, run_dirs: dict[str, Path], path: Path) -
         ax.set_yticks([])
         ax.set_title(label, loc="left", fontsize=9, pad=2)  # above the row: a long label is never clipped
     fig.suptitle("the same latents: source (top) and each method (exported checkpoint of its first seed)", fontsize=9)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
